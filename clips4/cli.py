@@ -1,0 +1,91 @@
+"""The ``clips4`` command line: a thin typer layer over the library, one command per DVC stage.
+
+Every command reads params.yaml (or ``--params FILE``) through :func:`clips4.params.load_params`.
+Errors the user can fix (bad params, a broken dataset file, missing weights) print one line naming
+the file, the problem and the fix, and exit non-zero (2 for bad params, 1 otherwise).
+Heavy imports (torch, zarr, open_clip) happen inside the commands so ``clips4 --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from clips4.errors import Clips4Error
+from clips4.params import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
+
+app = typer.Typer(
+    name="clips4",
+    help="CLIP-S4: language-guided self-supervised semantic segmentation. One command per pipeline stage.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Dataset tools.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ParamsOption = Annotated[
+    Path, typer.Option("--params", help="Params file to read (validated at start).", dir_okay=False)
+]
+WorkersOption = Annotated[
+    int, typer.Option("--workers", "-j", min=0, help="Worker processes; 0 uses all cores.")
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``message`` to stderr and return the Exit to raise."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def user_errors(func: F) -> F:
+    """Turn the errors a user can fix into a one-line message and an exit code, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ParamsError as err:
+            raise fail(str(err), code=2) from None
+        except Clips4Error as err:
+            raise fail(str(err)) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted: completed work is kept; rerun the command to resume.", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def read_params(path: Path) -> Params:
+    """Load and validate the params file (errors become exit code 2 through :func:`user_errors`)."""
+    return load_params(path)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="clips4")
+
+
+# Commands are registered below, one section per stage.
+
+# --- synth ---
+
+# --- data ---
+
+# --- clip ---
+
+# --- segments ---
+
+# --- cache ---
+
+# --- evaluate ---
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

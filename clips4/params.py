@@ -1,0 +1,259 @@
+"""One typed params object, loaded from params.yaml and validated at start.
+
+Every section is a frozen dataclass. Each field carries its own constraint in
+``metadata`` (``choices``, ``min``/``max``), so the error for a bad value names
+the dotted key, the allowed range and the file: ``params.yaml: unknowns: must be
+an integer >= 1, got -1``. Unknown keys are errors too (a typo such as
+``unknwons`` would otherwise be silently ignored and the default used).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_PARAMS_PATH = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """A params file is missing, unreadable, or holds a bad value. The message names the key."""
+
+
+def _int(default: int, lo: int | None = None, hi: int | None = None) -> Any:
+    return field(default=default, metadata={"min": lo, "max": hi})
+
+
+def _float(default: float, lo: float | None = None, hi: float | None = None, *, open_lo: bool = False) -> Any:
+    return field(default=default, metadata={"min": lo, "max": hi, "open_lo": open_lo})
+
+
+def _choice(default: str, *choices: str) -> Any:
+    return field(default=default, metadata={"choices": choices})
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    """Which dataset the pipeline runs on. ``synth`` is the embedded synthetic world."""
+
+    name: str = _choice("synth", "synth", "voc", "context", "cocostuff")
+    root: str = "data/synth"
+    train_split: str = "train"
+    val_split: str = "val"
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """The synthetic world (``clips4 synth``)."""
+
+    image_size: int = _int(96, 32, 1024)
+    train_images: int = _int(6000, 1)
+    val_images: int = _int(500, 1)
+    min_stuff: int = _int(2, 1, 6)
+    max_stuff: int = _int(4, 1, 6)
+    max_things: int = _int(3, 0, 6)
+    video_sequences: int = _int(8, 1)
+    video_frames: int = _int(12, 2)
+
+
+@dataclass(frozen=True)
+class ClipPretrainParams:
+    """Training of the tiny CLIP on the synthetic world's captions (``clips4 clip-pretrain``)."""
+
+    epochs: int = _int(10, 1)
+    batch_size: int = _int(128, 2)
+    lr: float = _float(1e-3, 0.0, open_lo=True)
+    weight_decay: float = _float(0.1, 0.0)
+    warmup_steps: int = _int(100, 0)
+
+
+@dataclass(frozen=True)
+class ClipParams:
+    """The CLIP teacher: which weights, and how dense features are taken from it."""
+
+    model: str = "clips4-tiny-vit"
+    pretrained: str = "synth"
+    dense_mode: str = _choice("maskclip", "maskclip", "clearclip")
+    input_size: int = _int(96, 16)
+    window: int = _int(448, 16)
+    stride: int = _int(224, 1)
+    batch_size: int = _int(32, 1)
+    pretrain: ClipPretrainParams = field(default_factory=ClipPretrainParams)
+
+
+@dataclass(frozen=True)
+class ContourParams:
+    """Contour detection (``clips4 contours``)."""
+
+    method: str = _choice("gradient", "gradient", "pmi", "hed")
+    hed_weights: str | None = None
+
+
+@dataclass(frozen=True)
+class UcmParams:
+    """OWT-UCM hierarchy and its cut into superpixels (``clips4 ucm``).
+
+    Exactly one of ``regions`` (target superpixel count per image) and
+    ``threshold`` (UCM strength in [0, 1]) is set.
+    """
+
+    regions: int | None = _int(24, 2)
+    threshold: float | None = _float(None, 0.0, 1.0)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class LossParams:
+    """Which CLIP-S4 losses are on (for the paper's loss ablation)."""
+
+    contrastive: bool = True
+    embedding: bool = True
+    semantic: bool = True
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Student training."""
+
+    iterations: int = _int(2000, 1)
+    batch_size: int = _int(16, 1)
+    lr: float = _float(3e-3, 0.0, open_lo=True)
+    memory_batches: int = _int(2, 0)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything in params.yaml."""
+
+    seed: int = _int(0, 0)
+    dataset: DatasetParams = field(default_factory=DatasetParams)
+    synth: SynthParams = field(default_factory=SynthParams)
+    clip: ClipParams = field(default_factory=ClipParams)
+    contours: ContourParams = field(default_factory=ContourParams)
+    ucm: UcmParams = field(default_factory=UcmParams)
+    unknowns: int = _int(64, 1)
+    top_m: int = _int(32, 1)
+    kappa: float = _float(10.0, 0.0, open_lo=True)
+    segments_per_view: int = _int(36, 2)
+    fold: int | None = _int(None, 0, 3)  # type: ignore[arg-type]
+    losses: LossParams = field(default_factory=LossParams)
+    train: TrainParams = field(default_factory=TrainParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _describe(meta: typing.Mapping[str, Any], kind: str) -> str:
+    lo, hi = meta.get("min"), meta.get("max")
+    op = ">" if meta.get("open_lo") else ">="
+    if lo is not None and hi is not None:
+        return f"{kind} in [{lo}, {hi}]" if not meta.get("open_lo") else f"{kind} in ({lo}, {hi}]"
+    if lo is not None:
+        return f"{kind} {op} {lo}"
+    if hi is not None:
+        return f"{kind} <= {hi}"
+    return kind
+
+
+def _check_value(key: str, value: Any, hint: Any, meta: typing.Mapping[str, Any]) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _check_value(key, value, args[0], meta)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: must be a mapping of {hint.__name__} keys, got {value!r}")
+        return _build(hint, value, key + ".")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{key}: must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{key}: must be {_describe(meta, 'an integer')}, got {value!r}")
+        kind = "an integer"
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{key}: must be {_describe(meta, 'a number')}, got {value!r}")
+        value = float(value)
+        kind = "a number"
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{key}: must be a string, got {value!r}")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise ParamsError(f"{key}: must be one of {', '.join(choices)}; got {value!r}")
+        return value
+    else:  # pragma: no cover - a params field with an unsupported annotation is a programming error
+        raise TypeError(f"unsupported params annotation for {key}: {hint!r}")
+    lo, hi = meta.get("min"), meta.get("max")
+    too_low = lo is not None and (value <= lo if meta.get("open_lo") else value < lo)
+    if too_low or (hi is not None and value > hi):
+        raise ParamsError(f"{key}: must be {_describe(meta, kind)}, got {value!r}")
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ParamsError(
+            f"{prefix}{unknown[0]}: unknown key; allowed keys{' under ' + prefix[:-1] if prefix else ''}: "
+            + ", ".join(fields)
+        )
+    values = {}
+    for name, value in raw.items():
+        values[name] = _check_value(prefix + name, value, hints[name], fields[name].metadata)
+    return cls(**values)
+
+
+def _check_consistency(params: Params) -> None:
+    if params.synth.min_stuff > params.synth.max_stuff:
+        raise ParamsError(
+            f"synth.min_stuff: must be <= synth.max_stuff ({params.synth.max_stuff}), got {params.synth.min_stuff}"
+        )
+    if (params.ucm.regions is None) == (params.ucm.threshold is None):
+        raise ParamsError("ucm: set exactly one of ucm.regions and ucm.threshold (the other to null)")
+    if params.clip.stride > params.clip.window:
+        raise ParamsError(f"clip.stride: must be <= clip.window ({params.clip.window}), got {params.clip.stride}")
+
+
+def params_from_dict(raw: dict[str, Any] | None) -> Params:
+    """Build and validate a :class:`Params` from a parsed params.yaml mapping."""
+    params = _build(Params, raw or {})
+    _check_consistency(params)
+    return params
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS_PATH, overrides: dict[str, Any] | None = None) -> Params:
+    """Load params.yaml, apply dotted ``overrides`` (``{"clip.dense_mode": "clearclip"}``) and validate.
+
+    Raises :class:`ParamsError` whose message starts with the file name and names the key.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: no such params file; run from the project root or pass --params FILE")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({err}); fix the file or restore it from git") from err
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path}: must be a mapping of keys to values, got {type(raw).__name__}")
+    raw = dict(raw or {})
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return params_from_dict(raw)
+    except ParamsError as err:
+        raise ParamsError(f"{path}: {err}") from None
