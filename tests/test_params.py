@@ -1,0 +1,98 @@
+"""params.yaml loading and validation: every bad value is refused with a message naming the key."""
+
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from clips4.cli import read_params, user_errors
+from clips4.params import Params, ParamsError, load_params, params_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_file_is_valid():
+    params = load_params(REPO / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.unknowns == 64 and params.top_m == 32 and params.kappa == 10
+    assert params.segments_per_view == 36 and params.train.memory_batches == 2
+
+
+def test_defaults_match_the_paper():
+    params = params_from_dict({})
+    assert (params.unknowns, params.top_m, params.kappa, params.segments_per_view) == (64, 32, 10.0, 36)
+    assert params.fold is None and params.losses.semantic
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "hint"),
+    [
+        ({"unknowns": -1}, "unknowns", ">= 1"),
+        ({"unknowns": "many"}, "unknowns", "integer"),
+        ({"top_m": 0}, "top_m", ">= 1"),
+        ({"kappa": 0}, "kappa", "> 0"),
+        ({"fold": 4}, "fold", "[0, 3]"),
+        ({"losses": {"semantic": "yes"}}, "losses.semantic", "true or false"),
+        ({"clip": {"dense_mode": "fancy"}}, "clip.dense_mode", "maskclip, clearclip"),
+        ({"dataset": {"name": "imagenet"}}, "dataset.name", "synth, voc"),
+        ({"train": {"lr": -0.1}}, "train.lr", "> 0"),
+        ({"unknwons": 3}, "unknwons", "unknown key"),
+        ({"clip": {"pretrain": {"epochs": 0}}}, "clip.pretrain.epochs", ">= 1"),
+        ({"ucm": {"regions": None, "threshold": None}}, "ucm", "exactly one"),
+        ({"synth": {"min_stuff": 5, "max_stuff": 2}}, "synth.min_stuff", "max_stuff"),
+    ],
+)
+def test_bad_values_name_the_key(raw, key, hint):
+    with pytest.raises(ParamsError) as err:
+        params_from_dict(raw)
+    message = str(err.value)
+    assert message.startswith(key), message
+    assert hint in message, message
+
+
+def test_fold_accepts_null_and_index():
+    assert params_from_dict({"fold": None}).fold is None
+    assert params_from_dict({"fold": 2}).fold == 2
+
+
+def test_overrides_and_file_name_in_message(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"unknowns": 64}))
+    assert load_params(path, {"unknowns": 128}).unknowns == 128
+    assert load_params(path, {"clip.dense_mode": "clearclip"}).clip.dense_mode == "clearclip"
+    with pytest.raises(ParamsError, match=r"params\.yaml: unknowns"):
+        load_params(path, {"unknowns": -1})
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("unknowns: [1,\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_cli_exits_2_on_bad_params(tmp_path):
+    """A command given a bad params file prints one line naming the key and exits with code 2."""
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"unknowns": -1}))
+
+    probe_app = typer.Typer()
+
+    @probe_app.command()
+    @user_errors
+    def probe(params: Path) -> None:
+        read_params(params)
+
+    result = CliRunner().invoke(probe_app, [str(path)])
+    assert result.exit_code == 2
+    assert "unknowns" in result.output and ">= 1" in result.output
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "pipeline" / "presets").glob("*.yaml")), ids=lambda p: p.stem)
+def test_presets_are_valid(preset):
+    params = load_params(preset)
+    assert params.dataset.name in {"voc", "context", "cocostuff", "synth"}
