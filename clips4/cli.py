@@ -76,6 +76,46 @@ def main() -> None:
 
 # --- synth ---
 
+
+@app.command()
+@user_errors
+def synth(
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+    out: Annotated[Path, typer.Option(help="Folder of the image world (Pascal VOC layout).")] = Path("data/synth"),
+    video_out: Annotated[Path, typer.Option(help="Folder of the videos (DAVIS 2017 layout).")] = Path(
+        "data/synth_video"
+    ),
+    preview: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Instead of generating the world, draw this many images with masks and captions "
+            "into reports/figures/synth_preview.png.",
+        ),
+    ] = 0,
+    workers: WorkersOption = 0,
+) -> None:
+    """Generate the synthetic world: images, masks, captions, class folds, and videos."""
+    from clips4.data.synth import generate_image, write_world
+    from clips4.data.synth_video import write_videos
+
+    config = read_params(params)
+    if preview:
+        from clips4.data.preview import write_preview
+
+        samples = [generate_image(config.synth, config.seed, "train", i) for i in range(preview)]
+        path = write_preview(
+            [s.image for s in samples],
+            [s.label for s in samples],
+            [s.caption for s in samples],
+            Path("reports/figures/synth_preview.png"),
+        )
+        typer.echo(f"wrote {path}")
+        return
+    write_world(config.synth, config.seed, out, workers=workers)
+    write_videos(config.synth, config.seed, video_out)
+    typer.echo(f"wrote {out} and {video_out}")
+
 # --- data ---
 
 # --- clip ---

@@ -1,0 +1,96 @@
+"""Image and mask file I/O shared by every reader and writer.
+
+Readers convert grayscale and RGBA images to RGB instead of rejecting them, and turn every
+unreadable or truncated file into a :class:`DatasetError` that names the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from clips4.errors import DatasetError
+
+
+def voc_palette(num_colors: int = 256) -> np.ndarray:
+    """The Pascal VOC colour map ([256, 3] uint8): the bits of the label id spread over R, G and B."""
+    palette = np.zeros((num_colors, 3), dtype=np.uint8)
+    for label in range(num_colors):
+        value, red, green, blue = label, 0, 0, 0
+        for shift in range(7, -1, -1):
+            red |= ((value >> 0) & 1) << shift
+            green |= ((value >> 1) & 1) << shift
+            blue |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette[label] = (red, green, blue)
+    return palette
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.exists():
+        raise DatasetError(f"{path}: file not found; restore it, or remove its id from the split file")
+    try:
+        image = Image.open(path)
+        image.load()  # decode now, so that a truncated file fails here and not later
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DatasetError(f"{path}: unreadable or truncated image ({err}); re-download or regenerate it") from err
+    return image
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image as RGB uint8 ``[H, W, 3]``; grayscale, palette and RGBA files are converted."""
+    image = _open(Path(path))
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def read_label(path: str | Path, *, require_palette: bool = False) -> np.ndarray:
+    """Read a label PNG as uint8 ``[H, W]`` of ids (palette indices for palette PNGs).
+
+    ``require_palette`` refuses RGB or grayscale masks where the layout stores palette PNGs (VOC
+    SegmentationClass, DAVIS Annotations): converting them would silently produce wrong ids.
+    """
+    path = Path(path)
+    image = _open(path)
+    if image.mode == "P":
+        return np.asarray(image, dtype=np.uint8)
+    if require_palette:
+        raise DatasetError(
+            f"{path}: mask is a {image.mode!r} image, not a palette ('P') PNG; this layout stores label ids as "
+            "palette indices; re-export the mask as a palette PNG"
+        )
+    if image.mode in ("L", "I", "I;16"):
+        array = np.asarray(image)
+        if array.max(initial=0) > 255:
+            raise DatasetError(f"{path}: label ids above 255 in a {image.mode!r} mask; expected 8-bit ids")
+        return array.astype(np.uint8)
+    raise DatasetError(f"{path}: mask is a {image.mode!r} image; expected an 8-bit label PNG ('L' or 'P')")
+
+
+def _atomic_save(image: Image.Image, path: Path, **options: object) -> None:
+    """Save through a temporary file in the same folder, so a killed writer never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    image.save(tmp, format=options.pop("format", None), **options)  # type: ignore[arg-type]
+    os.replace(tmp, path)
+
+
+def write_jpeg(path: str | Path, rgb: np.ndarray, quality: int = 92) -> None:
+    """Write RGB uint8 as a JPEG with fixed settings (same pixels -> same bytes)."""
+    _atomic_save(Image.fromarray(rgb, mode="RGB"), Path(path), format="JPEG", quality=quality, optimize=False)
+
+
+def write_palette_png(path: str | Path, label: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write uint8 ids as a palette PNG (the VOC colour map by default)."""
+    image = Image.fromarray(label.astype(np.uint8), mode="P")
+    image.putpalette((voc_palette() if palette is None else palette).reshape(-1).tolist())
+    _atomic_save(image, Path(path), format="PNG")
+
+
+def colorize(label: np.ndarray) -> np.ndarray:
+    """RGB rendering of a label map with the VOC colour map (255 = ignore is drawn in off-white)."""
+    return voc_palette()[label]
