@@ -31,9 +31,7 @@ app.add_typer(data_app, name="data")
 ParamsOption = Annotated[
     Path, typer.Option("--params", help="Params file to read (validated at start).", dir_okay=False)
 ]
-WorkersOption = Annotated[
-    int, typer.Option("--workers", "-j", min=0, help="Worker processes; 0 uses all cores.")
-]
+WorkersOption = Annotated[int, typer.Option("--workers", "-j", min=0, help="Worker processes; 0 uses all cores.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,7 +114,28 @@ def synth(
     write_videos(config.synth, config.seed, video_out)
     typer.echo(f"wrote {out} and {video_out}")
 
+
 # --- data ---
+
+
+@data_app.command("check")
+@user_errors
+def data_check(
+    root: Annotated[Path, typer.Argument(help="Dataset root folder.")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="Layout: voc | context | cocostuff | davis | synth.")
+    ] = "synth",
+) -> None:
+    """Validate a dataset: exit 0 when every file of every split reads cleanly, else list each bad file."""
+    from clips4.data.check import check_dataset
+
+    problems, checked = check_dataset(root, format)
+    if problems:
+        for problem in problems:
+            typer.echo(problem.message, err=True)
+        raise fail(f"{len(problems)} problem(s) in {root} ({checked} items checked)")
+    typer.echo(f"{root}: {checked} items checked, no problems ({format} layout)")
+
 
 # --- clip ---
 

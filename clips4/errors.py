@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class Clips4Error(Exception):
     """Base class: the message names the file or object, the problem, and the fix."""
 
 
 class DatasetError(Clips4Error):
-    """A dataset file is missing, unreadable or inconsistent with its layout."""
+    """A dataset file is missing, unreadable or inconsistent with its layout.
+
+    ``path`` is the offending file or folder, so that ``clips4 data check`` can list problems per file.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else str(path)

@@ -31,12 +31,12 @@ def voc_palette(num_colors: int = 256) -> np.ndarray:
 
 def _open(path: Path) -> Image.Image:
     if not path.exists():
-        raise DatasetError(f"{path}: file not found; restore it, or remove its id from the split file")
+        raise DatasetError(f"{path}: file not found; restore it, or remove its id from the split file", path)
     try:
         image = Image.open(path)
         image.load()  # decode now, so that a truncated file fails here and not later
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DatasetError(f"{path}: unreadable or truncated image ({err}); re-download or regenerate it") from err
+        raise DatasetError(f"{path}: unreadable or truncated image ({err}); re-download or regenerate it", path) from err
     return image
 
 
@@ -61,14 +61,15 @@ def read_label(path: str | Path, *, require_palette: bool = False) -> np.ndarray
     if require_palette:
         raise DatasetError(
             f"{path}: mask is a {image.mode!r} image, not a palette ('P') PNG; this layout stores label ids as "
-            "palette indices; re-export the mask as a palette PNG"
+            "palette indices; re-export the mask as a palette PNG",
+            path,
         )
     if image.mode in ("L", "I", "I;16"):
         array = np.asarray(image)
         if array.max(initial=0) > 255:
-            raise DatasetError(f"{path}: label ids above 255 in a {image.mode!r} mask; expected 8-bit ids")
+            raise DatasetError(f"{path}: label ids above 255 in a {image.mode!r} mask; expected 8-bit ids", path)
         return array.astype(np.uint8)
-    raise DatasetError(f"{path}: mask is a {image.mode!r} image; expected an 8-bit label PNG ('L' or 'P')")
+    raise DatasetError(f"{path}: mask is a {image.mode!r} image; expected an 8-bit label PNG ('L' or 'P')", path)
 
 
 def _atomic_save(image: Image.Image, path: Path, **options: object) -> None:
