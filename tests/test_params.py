@@ -90,9 +90,3 @@ def test_cli_exits_2_on_bad_params(tmp_path):
     result = CliRunner().invoke(probe_app, [str(path)])
     assert result.exit_code == 2
     assert "unknowns" in result.output and ">= 1" in result.output
-
-
-@pytest.mark.parametrize("preset", sorted((REPO / "pipeline" / "presets").glob("*.yaml")), ids=lambda p: p.stem)
-def test_presets_are_valid(preset):
-    params = load_params(preset)
-    assert params.dataset.name in {"voc", "context", "cocostuff", "synth"}
