@@ -139,11 +139,58 @@ def data_check(
 
 # --- clip ---
 
+
+@app.command("clip-pretrain")
+@user_errors
+def clip_pretrain(params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+    """Train the tiny CLIP on the synthetic world's captions (clip.pretrained: synth), or record real weights."""
+    import torch
+
+    from clips4.clip.pretrain import run_clip_pretrain
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    result = run_clip_pretrain(read_params(params))
+    typer.echo(
+        f"wrote models/clip.pt and models/clip.json: {result.model_name} from {result.source}, "
+        f"{result.train_seconds:.0f} s, zero-shot recall@k {result.zero_shot_recall_at_k}"
+    )
+
+
 # --- segments ---
 
 # --- cache ---
 
 # --- evaluate ---
+
+
+@app.command()
+@user_errors
+def evaluate(
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+    method: Annotated[str, typer.Option(help="Method to evaluate: maskclip (CLIP's own dense features).")] = "maskclip",
+    dense_mode: Annotated[
+        str | None, typer.Option(help="Override clip.dense_mode (maskclip | clearclip) for a side-by-side run.")
+    ] = None,
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON to update.")] = Path("reports/metrics.json"),
+) -> None:
+    """Language-driven segmentation of the val split; writes mIoU and pixel accuracy (percent)."""
+    import json
+
+    from clips4.eval.evaluate import METHODS, evaluate_maskclip, merge_metrics
+
+    if method not in METHODS:
+        raise fail(f"--method: must be one of {', '.join(METHODS)}, got {method!r}", code=2)
+    config = read_params(params)
+    result = evaluate_maskclip(config, dense_mode)
+    if dense_mode is None or dense_mode == config.clip.dense_mode:
+        merge_metrics(metrics, "maskclip", {"miou": result["miou"], "pacc": result["pacc"]})
+        per_class = metrics.parent / "maskclip_per_class.json"
+        per_class.write_text(
+            json.dumps({"dense_mode": result["dense_mode"], "iou": result["per_class"]}, indent=2) + "\n"
+        )
+    typer.echo(f"maskclip ({result['dense_mode']}): mIoU {result['miou']:.2f}  pAcc {result['pacc']:.2f}")
+    for name, iou in result["per_class"].items():
+        typer.echo(f"  {name:12s} {'-' if iou is None else f'{iou:.1f}'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,7 +36,8 @@ def _open(path: Path) -> Image.Image:
         image = Image.open(path)
         image.load()  # decode now, so that a truncated file fails here and not later
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DatasetError(f"{path}: unreadable or truncated image ({err}); re-download or regenerate it", path) from err
+        message = f"{path}: unreadable or truncated image ({err}); re-download or regenerate it"
+        raise DatasetError(message, path) from err
     return image
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from clips4.data.images import write_jpeg, write_palette_png
-from clips4.data.synth import STUFF, THINGS, _rng, _replace_dir, _shape_mask, render_scene
+from clips4.data.synth import STUFF, THINGS, _replace_dir, _rng, _shape_mask, render_scene
 from clips4.params import SynthParams
 
 
@@ -33,7 +33,8 @@ def generate_sequence(params: SynthParams, seed: int, index: int) -> tuple[list[
         radius = rng.uniform(0.12, 0.18) * size
         start = rng.uniform(radius, size - radius, 2)
         end = rng.uniform(radius, size - radius, 2)
-        objects.append((int(rng.integers(len(THINGS))), start, end, radius, rng.uniform(0, 2 * np.pi), rng.normal(0, 0.1)))
+        angle, spin = rng.uniform(0, 2 * np.pi), rng.normal(0, 0.1)
+        objects.append((int(rng.integers(len(THINGS))), start, end, radius, angle, spin))
     images, masks = [], []
     for t in range(frames):
         alpha = t / max(1, frames - 1)

@@ -1,0 +1,194 @@
+"""Loading CLIP through open_clip: by model name and pretrained tag, from a local checkpoint, or the tiny
+CLIP that the ``clip_pretrain`` stage trains on the synthetic world.
+
+Nothing here reaches the network: open_clip tags are read from the local cache with the Hugging Face
+hub forced offline. A missing cache is an error that says how to fetch the weights on a connected
+machine, not a hang.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+from open_clip.model import CLIP
+
+from clips4.errors import Clips4Error
+
+MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+SYNTH_CHECKPOINT = Path("models/clip.pt")
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+open_clip.add_model_config(MODEL_CONFIG_DIR)  # the tiny configs live beside open_clip's own
+
+
+@dataclass
+class LoadedClip:
+    """A CLIP model ready for inference, with what it takes to use and to identify it."""
+
+    model: CLIP
+    tokenizer: Any
+    model_name: str
+    source: str
+    sha256: str | None
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.text_projection.shape[1]) if self.model.text_projection is not None else -1
+
+    @property
+    def identity(self) -> str:
+        """A key for caches: changes when the model or its weights change."""
+        return f"{self.model_name}:{self.sha256 or self.source}"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_config(model_name: str) -> dict[str, Any]:
+    """The open_clip JSON config of a model name, or a clear error listing close names."""
+    config = open_clip.get_model_config(model_name)
+    if config is None:
+        close = difflib.get_close_matches(model_name, open_clip.list_models(), n=5, cutoff=0.4)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise Clips4Error(
+            f"clip.model: unknown model name {model_name!r}.{hint} "
+            "List them all with: python -c 'import open_clip; print(open_clip.list_models())'"
+        )
+    return config
+
+
+def build_model(config: dict[str, Any]) -> CLIP:
+    """An open_clip CLIP from a JSON-style config dict (random weights)."""
+    keys = ("embed_dim", "vision_cfg", "text_cfg", "quick_gelu")
+    return CLIP(**{k: config[k] for k in keys if k in config})
+
+
+def tokenizer_for(config: dict[str, Any]) -> Any:
+    """open_clip's BPE tokenizer (its vocabulary ships inside the package, so this works offline)."""
+    return open_clip.tokenizer.SimpleTokenizer(context_length=config.get("text_cfg", {}).get("context_length", 77))
+
+
+def save_clip_checkpoint(path: str | Path, model: CLIP, model_name: str, config: dict[str, Any]) -> str:
+    """Write ``{"model_name", "model_config", "state_dict"}`` atomically; returns the file's sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"model_name": model_name, "model_config": config, "state_dict": state}, tmp)
+    os.replace(tmp, path)
+    return file_sha256(path)
+
+
+def _read_checkpoint(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError):
+        pass  # not a pickled checkpoint: maybe a TorchScript archive
+    try:  # OpenAI's released checkpoints are TorchScript archives
+        return torch.jit.load(path, map_location="cpu").state_dict()
+    except (RuntimeError, ValueError) as err:
+        raise Clips4Error(
+            f"{path}: not a readable CLIP checkpoint ({str(err).splitlines()[0]}); the file is corrupt or not "
+            "a torch checkpoint; re-create it (dvc repro clip_pretrain) or re-copy it"
+        ) from err
+
+
+def _load_checkpoint_file(path: Path, model_name: str) -> LoadedClip:
+    if not path.is_file():
+        raise Clips4Error(f"{path}: checkpoint file not found")
+    checkpoint = _read_checkpoint(path)
+    if isinstance(checkpoint, dict) and "state_dict" in checkpoint and "model_config" in checkpoint:
+        config, state_dict = checkpoint["model_config"], checkpoint["state_dict"]
+        model_name = checkpoint.get("model_name", model_name)
+    elif isinstance(checkpoint, dict):
+        config = model_config(model_name)
+        state_dict = checkpoint.get("state_dict", checkpoint)
+        state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    else:
+        raise Clips4Error(f"{path}: holds a {type(checkpoint).__name__}, not a CLIP state dict or checkpoint")
+    model = build_model(config)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise Clips4Error(
+            f"{path}: weights do not fit clip.model {model_name!r} ({first}); set clip.model to the model "
+            "these weights were trained as"
+        ) from err
+    return LoadedClip(model.eval(), tokenizer_for(config), model_name, str(path), file_sha256(path))
+
+
+def _load_tag(model_name: str, tag: str, device: str) -> LoadedClip:
+    model_config(model_name)
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if tag not in tags:
+        raise Clips4Error(
+            f"clip.pretrained: {tag!r} is neither a file nor an open_clip tag of {model_name!r} "
+            f"(tags: {', '.join(tags) or 'none'}; or 'synth' for the tiny CLIP trained by clip_pretrain)"
+        )
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # read the local cache only: fail at once instead of hanging offline
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device)
+        tokenizer = open_clip.get_tokenizer(model_name)
+    except Exception as err:  # open_clip raises many types for a missing cache; all mean the same here
+        raise Clips4Error(
+            f"weights {model_name}/{tag} are not in the local cache ({type(err).__name__}). On a machine with "
+            f"internet run: python -c \"import open_clip; open_clip.create_model_and_transforms('{model_name}', "
+            f"pretrained='{tag}')\" and copy its Hugging Face cache folder (~/.cache/huggingface/hub, or "
+            "$HF_HOME/hub) to the same place here; or set clip.pretrained to a local checkpoint file"
+        ) from None
+    finally:
+        if previous is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
+    normalize = preprocess.transforms[-1]
+    return LoadedClip(
+        model.eval(),
+        tokenizer,
+        model_name,
+        f"open_clip:{model_name}/{tag}",
+        None,
+        tuple(normalize.mean),
+        tuple(normalize.std),
+    )
+
+
+def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedClip:
+    """Load CLIP for inference.
+
+    ``pretrained`` is ``synth`` (``models/clip.pt`` from the ``clip_pretrain`` stage), a path to a local
+    checkpoint (clips4's format, an open_clip state dict, or OpenAI's TorchScript file), or an open_clip
+    pretrained tag such as ``openai`` (read from the local cache, never downloaded).
+    """
+    if pretrained == "synth":
+        if not SYNTH_CHECKPOINT.is_file():
+            raise Clips4Error(
+                f"{SYNTH_CHECKPOINT}: not found; clip.pretrained is 'synth', so train the tiny CLIP first: "
+                "dvc repro clip_pretrain (or clips4 clip-pretrain)"
+            )
+        loaded = _load_checkpoint_file(SYNTH_CHECKPOINT, model_name)
+    elif Path(pretrained).suffix in (".pt", ".pth", ".bin", ".ckpt") or Path(pretrained).exists():
+        loaded = _load_checkpoint_file(Path(pretrained), model_name)
+    else:
+        loaded = _load_tag(model_name, pretrained, device)
+    loaded.model.to(device)
+    return loaded

@@ -1,0 +1,211 @@
+"""Pretraining a tiny CLIP on the synthetic world's captions (stage ``clip_pretrain``).
+
+The real CLIP cannot be downloaded here, so the embedded default trains one: an open_clip ``CLIP`` built
+from a small JSON config (``clips4-tiny-vit``) and open_clip's BPE tokenizer, with CLIP's symmetric
+contrastive loss on (image, caption) pairs. The config pools the image tower by *averaging* the patch
+tokens rather than reading the class token. The image embedding is then the mean of the projected
+patch embeddings, so each patch is pushed toward the text of what it shows. MaskCLIP's dense read-out
+of the last layer depends on exactly that.
+
+When ``clip.pretrained`` names real weights, the stage trains nothing. It records which weights are used
+(name, source, sha256), so downstream stages rerun when they change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from clips4.clip.dense import normalize_images, to_rgb_batch
+from clips4.clip.loading import (
+    OPENAI_MEAN,
+    OPENAI_STD,
+    LoadedClip,
+    build_model,
+    load_clip,
+    model_config,
+    save_clip_checkpoint,
+    tokenizer_for,
+)
+from clips4.clip.text import text_embeddings
+from clips4.data.layouts import open_dataset
+from clips4.errors import Clips4Error
+from clips4.params import Params
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    model_name: str
+    source: str
+    sha256: str | None
+    train_images: int
+    epochs: int
+    steps: int
+    train_seconds: float
+    final_loss: float
+    zero_shot_recall_at_k: float
+
+
+def load_images_and_captions(root: str | Path, split: str) -> tuple[torch.Tensor, list[str], list[tuple[str, ...]]]:
+    """All images of a synthetic-world split as uint8 ``[N, H, W, 3]``, with captions and class lists."""
+    dataset = open_dataset("synth", root, split)
+    missing = [i for i in dataset.ids if i not in dataset.captions]
+    if missing:
+        raise Clips4Error(f"{Path(root) / 'captions.jsonl'}: no caption for {missing[0]} (and {len(missing) - 1} more)")
+    images = np.stack([dataset.read_image(i) for i in tqdm(range(len(dataset)), desc=f"read {split}", leave=False)])
+    captions = [dataset.captions[i]["caption"] for i in dataset.ids]
+    classes = [tuple(dataset.captions[i]["classes"]) for i in dataset.ids]
+    return torch.from_numpy(images), captions, classes
+
+
+def contrastive_loss(
+    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE over a batch of matching (image, text) pairs (features unit-norm)."""
+    logits = logit_scale.exp().clamp(max=100) * image_features @ text_features.T
+    targets = torch.arange(len(logits), device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
+
+def _learning_rate(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def zero_shot_recall_at_k(
+    loaded: LoadedClip, images: torch.Tensor, classes: list[tuple[str, ...]], class_names: list[str]
+) -> float:
+    """Multi-label zero-shot accuracy: for an image with k classes, the share of its true classes among the
+    k classes whose prompt-ensembled text is most similar to the image embedding (averaged over images)."""
+    text = text_embeddings(loaded, class_names)
+    hits = total = 0
+    for start in range(0, len(images), 256):
+        batch = normalize_images(to_rgb_batch(images[start : start + 256]), loaded.mean, loaded.std)
+        scores = F.normalize(loaded.model.encode_image(batch), dim=-1) @ text.T
+        for row, present in zip(scores, classes[start : start + 256], strict=True):
+            top = {class_names[i] for i in row.topk(len(present)).indices.tolist()}
+            hits += len(top & set(present))
+            total += len(present)
+    return 100.0 * hits / max(1, total)
+
+
+def train_tiny_clip(params: Params, out: Path, progress: bool = True) -> PretrainResult:
+    """Train the tiny CLIP on ``dataset.root``'s train captions; write ``out`` (checkpoint) and return a record."""
+    if params.dataset.name != "synth":
+        raise Clips4Error(
+            f"clip.pretrained is 'synth' but dataset.name is {params.dataset.name!r}: the tiny CLIP trains on the "
+            "synthetic world's captions; for a real dataset set clip.model/clip.pretrained to real CLIP weights"
+        )
+    torch.manual_seed(params.seed)
+    generator = torch.Generator().manual_seed(params.seed)
+    config = model_config(params.clip.model)
+    model = build_model(config).train()
+    tokenizer = tokenizer_for(config)
+    images, captions, _ = load_images_and_captions(params.dataset.root, params.dataset.train_split)
+    tokens = tokenizer(captions)
+    settings = params.clip.pretrain
+    batch_size = min(settings.batch_size, len(images))
+    steps_per_epoch = len(images) // batch_size
+    total_steps = steps_per_epoch * settings.epochs
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embedding" in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+    started = time.perf_counter()
+    step, loss_value = 0, float("nan")
+    bar = tqdm(total=total_steps, desc="clip pretrain", unit="step", disable=not progress, mininterval=2.0)
+    for _ in range(settings.epochs):
+        order = torch.randperm(len(images), generator=generator)
+        for batch_start in range(0, steps_per_epoch * batch_size, batch_size):
+            index = order[batch_start : batch_start + batch_size]
+            batch = to_rgb_batch(images[index])
+            flip = torch.rand(len(index), generator=generator) < 0.5  # flips keep every caption true
+            batch[flip] = batch[flip].flip(-1)
+            batch = normalize_images(batch, OPENAI_MEAN, OPENAI_STD)
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(step, total_steps, settings.warmup_steps, settings.lr)
+            image_features, text_features, logit_scale = model(batch, tokens[index])[:3]
+            loss = contrastive_loss(image_features, text_features, logit_scale)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_value = float(loss)
+            bar.update()
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+    bar.close()
+    seconds = time.perf_counter() - started
+    model.eval()
+    sha = save_clip_checkpoint(out, model, params.clip.model, config)
+
+    loaded = LoadedClip(model, tokenizer, params.clip.model, str(out), sha)
+    val_images, _, val_classes = load_images_and_captions(params.dataset.root, params.dataset.val_split)
+    class_names = list(open_dataset("synth", params.dataset.root, params.dataset.val_split).class_names)
+    recall = zero_shot_recall_at_k(loaded, val_images, val_classes, class_names)
+    return PretrainResult(
+        params.clip.model,
+        str(out),
+        sha,
+        len(images),
+        settings.epochs,
+        step,
+        round(seconds, 1),
+        round(loss_value, 4),
+        round(recall, 2),
+    )
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """A hash of a model's weights (names, shapes and bytes), for weights that have no file of their own."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def record_real_weights(params: Params, out: Path) -> PretrainResult:
+    """For real CLIP weights: load them (a missing cache fails here, early) and write a small reference file
+    in place of a checkpoint, whose content changes exactly when the weights do."""
+    loaded = load_clip(params.clip.model, params.clip.pretrained)
+    sha = loaded.sha256 or state_dict_sha256(loaded.model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    torch.save({"reference": {"model_name": loaded.model_name, "source": loaded.source, "sha256": sha}}, tmp)
+    tmp.replace(out)
+    return PretrainResult(loaded.model_name, loaded.source, sha, 0, 0, 0, 0.0, float("nan"), float("nan"))
+
+
+def run_clip_pretrain(
+    params: Params, checkpoint: Path = Path("models/clip.pt"), record: Path = Path("models/clip.json")
+) -> PretrainResult:
+    """The ``clip_pretrain`` stage: train (synth) or record (real weights), then write ``record`` as JSON."""
+    if params.clip.pretrained == "synth":
+        result = train_tiny_clip(params, checkpoint)
+        config = model_config(params.clip.model)
+    else:
+        result = record_real_weights(params, checkpoint)
+        config = {}
+    payload = {"pretrained": params.clip.pretrained, "config": config, **asdict(result)}
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    tmp.replace(record)
+    return result

@@ -1,0 +1,154 @@
+"""MaskCLIP dense features match a straightforward re-implementation written from the raw weights."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clips4.clip import (
+    build_model,
+    dense_clip_features,
+    dense_clip_features_sliding,
+    model_config,
+    to_rgb_batch,
+)
+from clips4.errors import Clips4Error
+
+
+def _layer_norm(x, module):
+    return F.layer_norm(x, (x.shape[-1],), module.weight, module.bias, module.eps)
+
+
+def _attention(block, x):
+    heads = block.attn.num_heads
+    batch, length, width = x.shape
+    q, k, v = (x @ block.attn.in_proj_weight.T + block.attn.in_proj_bias).split(width, dim=-1)
+    q, k, v = (t.reshape(batch, length, heads, -1).transpose(1, 2) for t in (q, k, v))
+    weights = torch.softmax(q @ k.transpose(-1, -2) / (width // heads) ** 0.5, dim=-1)
+    mixed = (weights @ v).transpose(1, 2).reshape(batch, length, width)
+    return mixed @ block.attn.out_proj.weight.T + block.attn.out_proj.bias
+
+
+def _mlp(block, x):
+    hidden = F.gelu(x @ block.mlp.c_fc.weight.T + block.mlp.c_fc.bias)
+    return hidden @ block.mlp.c_proj.weight.T + block.mlp.c_proj.bias
+
+
+def reference_vit(visual, images, mode):
+    """Plain matmuls over the weights, written independently of clips4.clip.dense."""
+    patch = visual.patch_size[0]
+    batch, _, height, width = images.shape
+    grid_h, grid_w = height // patch, width // patch
+    patches = images.unfold(2, patch, patch).unfold(3, patch, patch)  # B, 3, gh, gw, p, p
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(batch, grid_h * grid_w, -1)
+    tokens = patches @ visual.conv1.weight.reshape(visual.conv1.weight.shape[0], -1).T
+    pos = visual.positional_embedding
+    if (grid_h, grid_w) != tuple(visual.grid_size):
+        old = pos[1:].reshape(1, *visual.grid_size, -1).permute(0, 3, 1, 2)
+        new = F.interpolate(old, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+        pos = torch.cat([pos[:1], new.permute(0, 2, 3, 1).reshape(grid_h * grid_w, -1)])
+    cls = visual.class_embedding.expand(batch, 1, -1)
+    x = _layer_norm(torch.cat([cls, tokens], 1) + pos, visual.ln_pre)
+    blocks = list(visual.transformer.resblocks)
+    for block in blocks[:-1]:
+        x = x + _attention(block, _layer_norm(x, block.ln_1))
+        x = x + _mlp(block, _layer_norm(x, block.ln_2))
+    last = blocks[-1]
+    width_ = x.shape[-1]
+    value = _layer_norm(x, last.ln_1) @ last.attn.in_proj_weight[2 * width_ :].T + last.attn.in_proj_bias[2 * width_ :]
+    value = value @ last.attn.out_proj.weight.T + last.attn.out_proj.bias
+    if mode == "maskclip":
+        y = x + value
+        y = y + _mlp(last, _layer_norm(y, last.ln_2))
+    else:
+        y = value
+    y = _layer_norm(y[:, 1:], visual.ln_post) @ visual.proj
+    y = y.reshape(batch, grid_h, grid_w, -1)
+    return y / y.norm(dim=-1, keepdim=True)
+
+
+def reference_resnet(visual, images):
+    x = visual.stem(images)
+    for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+        x = layer(x)
+    pool = visual.attnpool
+    v = torch.einsum("bchw,oc->bhwo", x, pool.v_proj.weight) + pool.v_proj.bias
+    y = torch.einsum("bhwc,oc->bhwo", v, pool.c_proj.weight) + pool.c_proj.bias
+    return y / y.norm(dim=-1, keepdim=True)
+
+
+@pytest.fixture(scope="module")
+def vit():
+    torch.manual_seed(0)
+    return build_model(model_config("clips4-test-vit")).eval()
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    return build_model(model_config("clips4-test-rn")).eval()
+
+
+@pytest.mark.parametrize("mode", ["maskclip", "clearclip"])
+@pytest.mark.parametrize("size", [(32, 32), (40, 56)])  # the config's own grid, and one needing a pos-emb resize
+@torch.no_grad()
+def test_vit_matches_reference(vit, mode, size):
+    images = torch.randn(2, 3, *size)
+    ours = dense_clip_features(vit, images, mode)
+    reference = reference_vit(vit.visual, images, mode)
+    assert ours.shape == (2, size[0] // 8, size[1] // 8, 32)
+    assert (ours - reference).abs().max() < 1e-5
+    assert torch.allclose(ours.norm(dim=-1), torch.ones(ours.shape[:3]), atol=1e-5)
+
+
+@torch.no_grad()
+def test_modes_differ(vit):
+    images = torch.randn(1, 3, 32, 32)
+    assert (
+        dense_clip_features(vit, images, "maskclip") - dense_clip_features(vit, images, "clearclip")
+    ).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_resnet_matches_reference(resnet):
+    images = torch.randn(2, 3, 64, 96)
+    ours = dense_clip_features(resnet, images)
+    assert ours.shape == (2, 2, 3, 32)
+    assert (ours - reference_resnet(resnet.visual, images)).abs().max() < 1e-5
+
+
+@torch.no_grad()
+def test_odd_sizes_are_padded(vit):
+    features = dense_clip_features(vit, torch.randn(1, 3, 33, 50))
+    assert features.shape[1:3] == (5, 7)  # ceil(33 / 8), ceil(50 / 8)
+
+
+@torch.no_grad()
+def test_sliding_window_equals_direct_call_on_one_window(vit):
+    images = torch.randn(1, 3, 32, 32)
+    direct = dense_clip_features(vit, images)
+    assert (dense_clip_features_sliding(vit, images, window=32, stride=16) - direct).abs().max() < 1e-6
+
+
+@torch.no_grad()
+def test_sliding_window_covers_large_images(vit):
+    features = dense_clip_features_sliding(vit, torch.randn(1, 3, 48, 72), window=32, stride=16)
+    assert features.shape == (1, 6, 9, 32)
+    assert torch.allclose(features.norm(dim=-1), torch.ones(1, 6, 9), atol=1e-5)
+    with pytest.raises(Clips4Error, match="multiples of 8"):
+        dense_clip_features_sliding(vit, torch.randn(1, 3, 48, 72), window=30, stride=16)
+
+
+def test_channel_conversion_and_rejection():
+    gray = np.full((4, 6), 200, np.uint8)
+    rgba = np.zeros((4, 6, 4), np.uint8)
+    assert to_rgb_batch(gray).shape == (1, 3, 4, 6)
+    assert to_rgb_batch(rgba).shape == (1, 3, 4, 6)
+    assert torch.allclose(to_rgb_batch(gray)[0, 2], torch.full((4, 6), 200 / 255))
+    with pytest.raises(Clips4Error, match="5 channels"):
+        to_rgb_batch(np.zeros((4, 6, 5), np.uint8))
+
+
+def test_unknown_mode_is_refused(vit):
+    with pytest.raises(Clips4Error, match="dense_mode"):
+        dense_clip_features(vit, torch.randn(1, 3, 32, 32), "fancy")

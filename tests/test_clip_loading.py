@@ -1,0 +1,79 @@
+"""Loading CLIP: checkpoints round-trip; every bad input gives a clear error, never a hang."""
+
+import pytest
+import torch
+
+from clips4.clip import build_model, load_clip, model_config, save_clip_checkpoint, text_embeddings
+from clips4.clip.loading import file_sha256
+from clips4.errors import Clips4Error
+
+
+def test_checkpoint_round_trip(tmp_path):
+    config = model_config("clips4-test-vit")
+    model = build_model(config).eval()
+    path = tmp_path / "clip.pt"
+    sha = save_clip_checkpoint(path, model, "clips4-test-vit", config)
+    loaded = load_clip("clips4-test-vit", str(path))
+    assert loaded.sha256 == sha == file_sha256(path)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.model.state_dict()[name]), name
+    tokens = loaded.tokenizer(["a photo of a ball."])
+    assert tokens.shape == (1, 16)
+
+
+def test_raw_state_dict_file(tmp_path):
+    model = build_model(model_config("clips4-test-rn"))
+    path = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), path)
+    loaded = load_clip("clips4-test-rn", str(path))
+    assert loaded.model_name == "clips4-test-rn"
+    with pytest.raises(Clips4Error, match=r"do not fit clip\.model"):
+        load_clip("clips4-test-vit", str(path))
+
+
+def test_unknown_model_name_suggests_close_ones():
+    with pytest.raises(Clips4Error, match=r"unknown model name 'ViT-B-61'.*ViT-B-16"):
+        load_clip("ViT-B-61", "openai")
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path):
+    with pytest.raises(Clips4Error, match="checkpoint file not found"):
+        load_clip("clips4-test-vit", str(tmp_path / "absent.pt"))
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00not a checkpoint" * 10)
+    with pytest.raises(Clips4Error, match=r"corrupt\.pt: not a readable CLIP checkpoint"):
+        load_clip("clips4-test-vit", str(corrupt))
+
+
+def test_uncached_open_clip_tag_says_how_to_fetch(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf"))  # an empty cache: nothing to find offline
+    with pytest.raises(Clips4Error, match=r"not in the local cache.*create_model_and_transforms"):
+        load_clip("RN50", "openai")
+    with pytest.raises(Clips4Error, match="neither a file nor an open_clip tag"):
+        load_clip("RN50", "no-such-tag")
+
+
+def test_missing_synth_checkpoint_says_which_stage(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Clips4Error, match="dvc repro clip_pretrain"):
+        load_clip("clips4-tiny-vit", "synth")
+
+
+def test_text_embeddings_average_normalised_templates(tmp_path):
+    config = model_config("clips4-test-vit")
+    path = tmp_path / "clip.pt"
+    save_clip_checkpoint(path, build_model(config).eval(), "clips4-test-vit", config)
+    loaded = load_clip("clips4-test-vit", str(path))
+    templates = ["a photo of a {}.", "a {} in the scene."]
+    embeddings = text_embeddings(loaded, ["ball", "sky"], templates, cache_dir=tmp_path / "text")
+    assert embeddings.shape == (2, 32)
+    with torch.no_grad():
+        for row, name in zip(embeddings, ["ball", "sky"], strict=True):
+            encoded = loaded.model.encode_text(loaded.tokenizer([t.format(name) for t in templates]))
+            expected = torch.nn.functional.normalize(torch.nn.functional.normalize(encoded, dim=-1).mean(0), dim=0)
+            assert torch.allclose(row, expected, atol=1e-6)
+    assert list((tmp_path / "text").glob("text_*.pt"))  # shared on disk with other processes
+    again = text_embeddings(loaded, ["ball", "sky"], templates)
+    assert torch.equal(again, embeddings)
+    default = text_embeddings(loaded, ["ball"])  # the 85 packaged templates
+    assert torch.allclose(default.norm(dim=-1), torch.ones(1))
