@@ -79,31 +79,9 @@ class ClipParams:
     model: str = "clips4-tiny-vit"
     pretrained: str = "synth"
     dense_mode: str = _choice("maskclip", "maskclip", "clearclip")
-    input_size: int = _int(96, 16)
-    window: int = _int(448, 16)
+    window: int = _int(448, 16)  # sliding-window inference for images larger than this (pixels)
     stride: int = _int(224, 1)
-    batch_size: int = _int(32, 1)
     pretrain: ClipPretrainParams = field(default_factory=ClipPretrainParams)
-
-
-@dataclass(frozen=True)
-class ContourParams:
-    """Contour detection (``clips4 contours``)."""
-
-    method: str = _choice("gradient", "gradient", "pmi", "hed")
-    hed_weights: str | None = None
-
-
-@dataclass(frozen=True)
-class UcmParams:
-    """OWT-UCM hierarchy and its cut into superpixels (``clips4 ucm``).
-
-    Exactly one of ``regions`` (target superpixel count per image) and
-    ``threshold`` (UCM strength in [0, 1]) is set.
-    """
-
-    regions: int | None = _int(24, 2)
-    threshold: float | None = _float(None, 0.0, 1.0)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -133,8 +111,6 @@ class Params:
     dataset: DatasetParams = field(default_factory=DatasetParams)
     synth: SynthParams = field(default_factory=SynthParams)
     clip: ClipParams = field(default_factory=ClipParams)
-    contours: ContourParams = field(default_factory=ContourParams)
-    ucm: UcmParams = field(default_factory=UcmParams)
     unknowns: int = _int(64, 1)
     top_m: int = _int(32, 1)
     kappa: float = _float(10.0, 0.0, open_lo=True)
@@ -219,8 +195,6 @@ def _check_consistency(params: Params) -> None:
         raise ParamsError(
             f"synth.min_stuff: must be <= synth.max_stuff ({params.synth.max_stuff}), got {params.synth.min_stuff}"
         )
-    if (params.ucm.regions is None) == (params.ucm.threshold is None):
-        raise ParamsError("ucm: set exactly one of ucm.regions and ucm.threshold (the other to null)")
     if params.clip.stride > params.clip.window:
         raise ParamsError(f"clip.stride: must be <= clip.window ({params.clip.window}), got {params.clip.stride}")
 

@@ -40,7 +40,6 @@ def test_defaults_match_the_paper():
         ({"train": {"lr": -0.1}}, "train.lr", "> 0"),
         ({"unknwons": 3}, "unknwons", "unknown key"),
         ({"clip": {"pretrain": {"epochs": 0}}}, "clip.pretrain.epochs", ">= 1"),
-        ({"ucm": {"regions": None, "threshold": None}}, "ucm", "exactly one"),
         ({"synth": {"min_stuff": 5, "max_stuff": 2}}, "synth.min_stuff", "max_stuff"),
     ],
 )
