@@ -70,7 +70,7 @@ def main() -> None:
     app(prog_name="clips4")
 
 
-# Commands are registered below, one section per stage.
+# Commands, one section per pipeline area.
 
 # --- synth ---
 
@@ -144,21 +144,14 @@ def data_check(
 @user_errors
 def clip_pretrain(params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
     """Train the tiny CLIP on the synthetic world's captions (clip.pretrained: synth), or record real weights."""
-    import torch
-
     from clips4.clip.pretrain import run_clip_pretrain
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     result = run_clip_pretrain(read_params(params))
     typer.echo(
         f"wrote models/clip.pt and models/clip.json: {result.model_name} from {result.source}, "
         f"{result.train_seconds:.0f} s, zero-shot recall@k {result.zero_shot_recall_at_k}"
     )
 
-
-# --- segments ---
-
-# --- cache ---
 
 # --- evaluate ---
 
@@ -176,10 +169,13 @@ def evaluate(
     """Language-driven segmentation of the val split; writes mIoU and pixel accuracy (percent)."""
     import json
 
+    from clips4.clip.dense import DENSE_MODES
     from clips4.eval.evaluate import METHODS, evaluate_maskclip, merge_metrics
 
     if method not in METHODS:
         raise fail(f"--method: must be one of {', '.join(METHODS)}, got {method!r}", code=2)
+    if dense_mode is not None and dense_mode not in DENSE_MODES:
+        raise fail(f"--dense-mode: must be one of {', '.join(DENSE_MODES)}, got {dense_mode!r}", code=2)
     config = read_params(params)
     result = evaluate_maskclip(config, dense_mode)
     if dense_mode is None or dense_mode == config.clip.dense_mode:

@@ -72,3 +72,5 @@ def test_evaluate_rejects_unknown_method(project, monkeypatch):
     monkeypatch.chdir(project)
     out = CliRunner().invoke(app, ["evaluate", "--method", "oracle"])
     assert out.exit_code == 2 and "--method" in out.output
+    out = CliRunner().invoke(app, ["evaluate", "--dense-mode", "fancy"])
+    assert out.exit_code == 2 and "--dense-mode" in out.output

@@ -90,7 +90,7 @@ def class_folds(class_names: tuple[str, ...] = CLASS_NAMES) -> dict[str, list[st
     return {str(fold): [name for i, name in enumerate(class_names) if i % NUM_FOLDS == fold] for fold in range(4)}
 
 
-def _rng(seed: int, split: str, index: int) -> np.random.Generator:
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else 7, index])
 
 
@@ -118,7 +118,6 @@ def _texture(stuff: StuffClass, rng: np.random.Generator, size: int) -> np.ndarr
         height, width = 8 * scale, 16 * scale
         row = np.floor(yy / height)
         mortar = (yy % height < 1.5 * scale) | ((xx + (row % 2) * width / 2) % width < 1.5 * scale)
-        pattern = np.where(mortar, 0.45, 0.0) + 0.05 * fine
         return np.clip(color * (1 + 0.05 * fine[..., None]) * (1 - mortar[..., None]) + mortar[..., None] * 200, 0, 255)
     elif stuff.texture == "grain":  # wood: wavy horizontal stripes
         pattern = 0.25 * np.sin(2 * np.pi * (yy + 2.5 * np.sin(xx / (7 * scale))) / (4 * scale)) + 0.05 * fine
@@ -136,7 +135,7 @@ def _stuff_layout(rng: np.random.Generator, size: int, num_regions: int) -> np.n
     return dist.argmin(0)
 
 
-def _shape_mask(shape: str, size: int, cy: float, cx: float, radius: float, angle: float) -> np.ndarray:
+def shape_mask(shape: str, size: int, cy: float, cx: float, radius: float, angle: float) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     dy, dx = yy - cy, xx - cx
     # rotate the frame so squares, stars and triangles appear at random orientations
@@ -198,7 +197,7 @@ def render_scene(
         label[inside] = class_id
     for class_id, cy, cx, radius, angle in things:
         thing = THINGS[class_id - len(STUFF)]
-        mask = _shape_mask(thing.shape, size, cy, cx, radius, angle)
+        mask = shape_mask(thing.shape, size, cy, cx, radius, angle)
         # shading from the top-left so things read as objects, not flat stickers
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         shade = 1.0 - 0.25 * ((yy - cy) + (xx - cx)) / (2 * radius)
@@ -210,7 +209,7 @@ def render_scene(
 
 def generate_image(params: SynthParams, seed: int, split: str, index: int) -> SynthImage:
     """The synthetic image ``index`` of ``split``: a pure function of its arguments."""
-    rng = _rng(seed, split, index)
+    rng = scene_rng(seed, split, index)
     size = params.image_size
     num_stuff = int(rng.integers(params.min_stuff, params.max_stuff + 1))
     stuff_ids = [int(i) for i in rng.choice(len(STUFF), size=num_stuff, replace=False)]
@@ -277,11 +276,11 @@ def write_world(params: SynthParams, seed: int, out: str | Path, workers: int = 
     for split in SPLITS:
         ids = [str(r["id"]) for r in records if str(r["id"]).startswith(split + "_")]
         (partial / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
-    _replace_dir(partial, out)
+    replace_dir(partial, out)
     return out
 
 
-def _replace_dir(new: Path, target: Path) -> None:
+def replace_dir(new: Path, target: Path) -> None:
     """Put ``new`` in place of ``target`` with renames only (the old tree is removed last)."""
     trash = target.with_name(target.name + ".old")
     shutil.rmtree(trash, ignore_errors=True)

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from clips4.data.images import write_jpeg, write_palette_png
-from clips4.data.synth import STUFF, THINGS, _replace_dir, _rng, _shape_mask, render_scene
+from clips4.data.synth import STUFF, THINGS, replace_dir, scene_rng, shape_mask, render_scene
 from clips4.params import SynthParams
 
 
@@ -24,7 +24,7 @@ def sequence_name(index: int) -> str:
 
 def generate_sequence(params: SynthParams, seed: int, index: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Frames (RGB uint8) and instance masks (uint8) of synthetic video ``index``; pure function of its inputs."""
-    rng = _rng(seed, "video", index)
+    rng = scene_rng(seed, "video", index)
     size, frames = params.image_size, params.video_frames
     stuff_ids = [int(i) for i in rng.choice(len(STUFF), size=int(rng.integers(2, 4)), replace=False)]
     background, _ = render_scene(rng, size, stuff_ids, [])
@@ -42,7 +42,7 @@ def generate_sequence(params: SynthParams, seed: int, index: int) -> tuple[list[
         mask = np.zeros((size, size), np.uint8)
         for instance, (thing_index, start, end, radius, angle, spin) in enumerate(objects, start=1):
             cy, cx = (1 - alpha) * start + alpha * end
-            inside = _shape_mask(THINGS[thing_index].shape, size, cy, cx, radius, angle + spin * t)
+            inside = shape_mask(THINGS[thing_index].shape, size, cy, cx, radius, angle + spin * t)
             image[inside] = THINGS[thing_index].color
             mask[inside] = instance  # later objects occlude earlier ones, as in a real video
         noise = rng.normal(0, 3, image.shape)
@@ -65,5 +65,5 @@ def write_videos(params: SynthParams, seed: int, out: str | Path) -> Path:
     split_dir = partial / "ImageSets" / "2017"
     split_dir.mkdir(parents=True, exist_ok=True)
     (split_dir / "val.txt").write_text("\n".join(names) + "\n")
-    _replace_dir(partial, out)
+    replace_dir(partial, out)
     return out

@@ -25,7 +25,7 @@ METHODS = ("maskclip",)
 
 
 @torch.no_grad()
-def evaluate_maskclip(params: Params, dense_mode: str | None = None, limit: int | None = None) -> dict[str, Any]:
+def evaluate_maskclip(params: Params, dense_mode: str | None = None) -> dict[str, Any]:
     """MaskCLIP on the val split: mIoU, pixel accuracy (percent) and per-class IoU."""
     mode = dense_mode or params.clip.dense_mode
     loaded = load_clip(params.clip.model, params.clip.pretrained)
@@ -33,8 +33,7 @@ def evaluate_maskclip(params: Params, dense_mode: str | None = None, limit: int 
     class_text = text_embeddings(loaded, dataset.class_names)
     num_classes = len(dataset.class_names)
     confusion = np.zeros((num_classes, num_classes), np.int64)
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    for index in tqdm(range(count), desc=f"evaluate maskclip ({mode})", unit="img", mininterval=1.0):
+    for index in tqdm(range(len(dataset)), desc=f"evaluate maskclip ({mode})", unit="img", mininterval=1.0):
         sample = dataset[index]
         if sample.label is None:
             continue
