@@ -74,3 +74,23 @@ def test_evaluate_rejects_unknown_method(project, monkeypatch):
     assert out.exit_code == 2 and "--method" in out.output
     out = CliRunner().invoke(app, ["evaluate", "--dense-mode", "fancy"])
     assert out.exit_code == 2 and "--dense-mode" in out.output
+
+
+def test_real_weights_are_recorded_not_trained(tmp_path, monkeypatch):
+    """With real weights (here a local checkpoint file), clip_pretrain writes a reference, not a model."""
+    from clips4.clip import build_model, model_config, save_clip_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    config = model_config("clips4-test-vit")
+    sha = save_clip_checkpoint(tmp_path / "weights.pt", build_model(config), "clips4-test-vit", config)
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"clip": {"model": "clips4-test-vit", "pretrained": str(tmp_path / "weights.pt")}})
+    )
+    result = run_clip_pretrain(load_params("params.yaml"))
+    assert result.sha256 == sha and result.steps == 0
+    reference = torch.load(tmp_path / "models" / "clip.pt")
+    assert reference == {
+        "reference": {"model_name": "clips4-test-vit", "source": str(tmp_path / "weights.pt"), "sha256": sha}
+    }
+    record = json.loads((tmp_path / "models" / "clip.json").read_text())
+    assert record["sha256"] == sha and record["final_loss"] is None

@@ -51,8 +51,8 @@ class PretrainResult:
     epochs: int
     steps: int
     train_seconds: float
-    final_loss: float
-    zero_shot_recall_at_k: float
+    final_loss: float | None  # None when nothing was trained (real weights)
+    zero_shot_recall_at_k: float | None
 
 
 def load_images_and_captions(root: str | Path, split: str) -> tuple[torch.Tensor, list[str], list[tuple[str, ...]]]:
@@ -190,7 +190,7 @@ def record_real_weights(params: Params, out: Path) -> PretrainResult:
     tmp = out.with_name(f".{out.name}.tmp")
     torch.save({"reference": {"model_name": loaded.model_name, "source": loaded.source, "sha256": sha}}, tmp)
     tmp.replace(out)
-    return PretrainResult(loaded.model_name, loaded.source, sha, 0, 0, 0, 0.0, float("nan"), float("nan"))
+    return PretrainResult(loaded.model_name, loaded.source, sha, 0, 0, 0, 0.0, None, None)
 
 
 def run_clip_pretrain(
@@ -206,6 +206,6 @@ def run_clip_pretrain(
     payload = {"pretrained": params.clip.pretrained, "config": config, **asdict(result)}
     record.parent.mkdir(parents=True, exist_ok=True)
     tmp = record.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(record)
     return result
