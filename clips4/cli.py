@@ -9,6 +9,7 @@ Heavy imports (torch, zarr, open_clip) happen inside the commands so ``clips4 --
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -27,11 +28,21 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Dataset tools.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+cache_app = typer.Typer(help="Inspect the Zarr caches under data/cache/.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
 
 ParamsOption = Annotated[
     Path, typer.Option("--params", help="Params file to read (validated at start).", dir_okay=False)
 ]
 WorkersOption = Annotated[int, typer.Option("--workers", "-j", min=0, help="Worker processes; 0 uses all cores.")]
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        help="RANK/WORLD: fill only the RANK-th of WORLD contiguous chunk ranges of the store (0-based), so that "
+        "several processes or machines (e.g. torchrun ranks: --shard $RANK/$WORLD_SIZE) fill one store at once.",
+    ),
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -151,6 +162,85 @@ def clip_pretrain(params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
         f"wrote models/clip.pt and models/clip.json: {result.model_name} from {result.source}, "
         f"{result.train_seconds:.0f} s, zero-shot recall@k {result.zero_shot_recall_at_k}"
     )
+
+
+# --- caches: contours, ucm, clip-dense, segments, prototypes ---
+
+
+def _report_stage(name: str, result: Any) -> None:
+    done = "complete" if result.complete else "waiting for the other shards"
+    typer.echo(
+        f"{name}: {result.path}: {result.rows} rows; computed {result.computed_chunks} of "
+        f"{result.total_chunks} chunks now; {done}"
+    )
+
+
+@app.command()
+@user_errors
+def contours(params: ParamsOption = DEFAULT_PARAMS_PATH, workers: WorkersOption = 0, shard: ShardOption = None) -> None:
+    """Contour maps of every train and val image (contours.method) into data/cache/contours.zarr; resumable."""
+    from clips4.stages.common import parse_shard
+    from clips4.stages.contours import run_contours
+
+    _report_stage("contours", run_contours(read_params(params), workers=workers, shard=parse_shard(shard)))
+
+
+@app.command()
+@user_errors
+def ucm(params: ParamsOption = DEFAULT_PARAMS_PATH, workers: WorkersOption = 0, shard: ShardOption = None) -> None:
+    """OWT-UCM and superpixels (ucm.regions or ucm.threshold) into data/cache/superpixels.zarr, and their quality
+    on the val split into reports/segments.json and reports/figures/; resumable."""
+    from clips4.stages.common import parse_shard
+    from clips4.stages.ucm import run_ucm
+
+    _report_stage("ucm", run_ucm(read_params(params), workers=workers, shard=parse_shard(shard)))
+
+
+@app.command("clip-dense")
+@user_errors
+def clip_dense(params: ParamsOption = DEFAULT_PARAMS_PATH, shard: ShardOption = None) -> None:
+    """Dense CLIP embeddings of every train and val image into data/cache/clip_dense.zarr (GPU when present)."""
+    from clips4.stages.clip_dense import run_clip_dense
+    from clips4.stages.common import parse_shard
+
+    _report_stage("clip_dense", run_clip_dense(read_params(params), shard=parse_shard(shard)))
+
+
+@app.command()
+@user_errors
+def segments(params: ParamsOption = DEFAULT_PARAMS_PATH, workers: WorkersOption = 0, shard: ShardOption = None) -> None:
+    """CLIP embedding of every superpixel (mean dense feature) into data/cache/segments.zarr; resumable."""
+    from clips4.stages.common import parse_shard
+    from clips4.stages.segments import run_segments
+
+    _report_stage("segments", run_segments(read_params(params), workers=workers, shard=parse_shard(shard)))
+
+
+@app.command()
+@user_errors
+def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+    """Known-class prototypes (top_m segments per class by FAISS search; the fold's classes held out) and
+    `unknowns` random ones, into data/cache/prototypes.zarr."""
+    # torch and faiss-cpu each bring an OpenMP runtime; on few cores their idle threads spin against each other
+    # (5-10x slower) unless idle threads sleep. Must be set before either library loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from clips4.stages.prototypes import run_prototypes
+
+    result = run_prototypes(read_params(params))
+    held = f"; held out: {', '.join(result.held_out_classes)}" if result.held_out_classes else ""
+    typer.echo(
+        f"prototypes: {result.path}: {len(result.known_classes)} known classes from {result.train_segments} train "
+        f"segments, {result.unknowns} unknown{held}"
+    )
+
+
+@cache_app.command("info")
+@user_errors
+def cache_info(path: Annotated[str, typer.Argument(help="A store under data/cache/ (folder or fsspec URL).")]) -> None:
+    """Summary of a store: arrays, shapes, chunking, compression ratio, provenance, completeness."""
+    from clips4.cache.api import describe
+
+    typer.echo(describe(path))
 
 
 # --- evaluate ---

@@ -79,9 +79,38 @@ class ClipParams:
     model: str = "clips4-tiny-vit"
     pretrained: str = "synth"
     dense_mode: str = _choice("maskclip", "maskclip", "clearclip")
+    batch_size: int = _int(64, 1)  # images per forward pass when caching dense features (clip_dense)
     window: int = _int(448, 16)  # sliding-window inference for images larger than this (pixels)
     stride: int = _int(224, 1)
     pretrain: ClipPretrainParams = field(default_factory=ClipPretrainParams)
+
+
+@dataclass(frozen=True)
+class ContourParams:
+    """Contour detection (``clips4 contours``): the boundary map that OWT-UCM turns into superpixels."""
+
+    method: str = _choice("gradient", "gradient", "pmi", "hed")
+    sigma: float = _float(1.0, 0.0, open_lo=True)  # finest Gaussian scale of the gradient detector (pixels)
+    num_scales: int = _int(3, 1, 6)  # gradient scales sigma, 2 sigma, 4 sigma, ...
+    pmi_max_side: int = _int(80, 16)  # PMI works on a grid whose longer side is at most this (cost ~ its square)
+    hed_weights: str | None = None  # path of HED weights (network-bsds500.pytorch), for method: hed
+
+
+@dataclass(frozen=True)
+class UcmParams:
+    """OWT-UCM hierarchy and its cut into superpixels (``clips4 ucm``). Exactly one of regions / threshold."""
+
+    regions: int | None = _int(32, 2)  # type: ignore[arg-type]  # cut into this many superpixels per image
+    threshold: float | None = _float(None, 0.0, 1.0, open_lo=True)  # type: ignore[arg-type]  # or cut at this UCM level
+    quality_images: int = _int(200, 1)  # val images scored in reports/segments.json
+
+
+@dataclass(frozen=True)
+class CacheParams:
+    """Layout of the Zarr caches under data/cache/."""
+
+    chunk_mb: float = _float(1.0, 0.0, open_lo=True)  # target uncompressed chunk size; images per chunk follow
+    clevel: int = _int(5, 1, 9)  # zstd level of the Blosc codec
 
 
 @dataclass(frozen=True)
@@ -111,6 +140,9 @@ class Params:
     dataset: DatasetParams = field(default_factory=DatasetParams)
     synth: SynthParams = field(default_factory=SynthParams)
     clip: ClipParams = field(default_factory=ClipParams)
+    contours: ContourParams = field(default_factory=ContourParams)
+    ucm: UcmParams = field(default_factory=UcmParams)
+    cache: CacheParams = field(default_factory=CacheParams)
     unknowns: int = _int(64, 1)
     top_m: int = _int(32, 1)
     kappa: float = _float(10.0, 0.0, open_lo=True)
@@ -197,6 +229,11 @@ def _check_consistency(params: Params) -> None:
         )
     if params.clip.stride > params.clip.window:
         raise ParamsError(f"clip.stride: must be <= clip.window ({params.clip.window}), got {params.clip.stride}")
+    if (params.ucm.regions is None) == (params.ucm.threshold is None):
+        raise ParamsError(
+            "ucm.regions: set exactly one of ucm.regions (superpixels per image) and ucm.threshold (UCM level), "
+            f"the other to null; got regions={params.ucm.regions}, threshold={params.ucm.threshold}"
+        )
 
 
 def params_from_dict(raw: dict[str, Any] | None) -> Params:

@@ -119,7 +119,7 @@ def hed_probability(net: HedNet, image_rgb_uint8: np.ndarray) -> np.ndarray:
 
 def thin_and_orient(probability: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Orientation (boundary normal, [0, pi)) from the smoothed map's gradient; strength thinned by oriented NMS."""
-    from clips4.segments.pmi import oriented_nms  # shared NMS; imported here to keep module imports light
+    from clips4.segments.nms import oriented_nms  # shared NMS; imported here to keep module imports light
 
     smooth = ndi.gaussian_filter(probability, sigma)
     gy, gx = ndi.sobel(smooth, axis=0), ndi.sobel(smooth, axis=1)

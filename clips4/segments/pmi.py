@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from clips4.params import ContourParams
+from clips4.segments.nms import oriented_nms
 from clips4.segments.types import ContourMap
 
 #: Quantisation bins per feature channel for the 2-D density (the histogram is bins x bins).
@@ -141,16 +142,6 @@ def local_boundary(w_mat: sp.csr_matrix, shape: tuple[int, int]) -> np.ndarray:
     mean = np.asarray(w_mat.sum(axis=1)).ravel() / np.maximum(counts, 1)
     mean /= np.percentile(mean, 90) + 1e-12
     return np.clip(1.0 - mean, 0.0, 1.0).reshape(shape)
-
-
-def oriented_nms(strength: np.ndarray, orientation: np.ndarray) -> np.ndarray:
-    """Keep pixels that are maxima along the boundary normal (``orientation`` = normal angle)."""
-    h, w = strength.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    dy, dx = np.sin(orientation), np.cos(orientation)
-    ahead = ndi.map_coordinates(strength, [yy + dy, xx + dx], order=1, mode="nearest")
-    behind = ndi.map_coordinates(strength, [yy - dy, xx - dx], order=1, mode="nearest")
-    return np.where((strength >= ahead) & (strength >= behind), strength, 0.0)
 
 
 def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,342 @@
+"""Typed, read-only access to the caches from Python: ``clips4.cache.open(path)``.
+
+Each store kind gets a small class with its shapes, dtypes and provenance, per-image views cropped to the
+image's valid extent, and iteration in chunk order (one chunk decoded at a time). A row whose chunk was not
+completed (an interrupted stage) is never served: asking for it raises :class:`StoreError` naming the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from clips4.cache.store import StoreError, store_exists
+from clips4.segments.types import ContourMap
+
+#: Attributes too long to print in a summary.
+_BULKY_ATTRS = ("image_ids",)
+
+
+class CacheStore:
+    """Any store: its Zarr group, attributes (provenance) and arrays."""
+
+    kind = ""
+    stage = ""
+
+    def __init__(self, path: str, group: zarr.Group) -> None:
+        self.path = path
+        self.group = group
+        self.attrs: dict[str, Any] = dict(group.attrs.asdict())
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.attrs.get("complete"))
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.attrs.get("fingerprint")
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """The attributes, less the per-image lists."""
+        return {k: v for k, v in self.attrs.items() if k not in _BULKY_ATTRS}
+
+    @property
+    def arrays(self) -> dict[str, zarr.Array]:
+        return {name: array for name, array in self.group.arrays()}
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{n}{tuple(a.shape)}:{a.dtype}" for n, a in sorted(self.arrays.items()))
+        return f"<{type(self).__name__} {self.path} {'complete' if self.complete else 'INCOMPLETE'}: {shapes}>"
+
+
+class RowStore(CacheStore):
+    """A store filled chunk by chunk along its rows (images or segments); knows which rows are complete."""
+
+    @property
+    def rows_per_chunk(self) -> int:
+        return int(self.attrs["rows_per_chunk"])
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.attrs["rows"])
+
+    def done_chunks(self) -> np.ndarray:
+        return np.asarray(self.group["done"][:], dtype=bool)
+
+    def row_done(self, row: int) -> bool:
+        return bool(self.group["done"][row // self.rows_per_chunk])
+
+    def _require(self, row: int, what: str) -> None:
+        if not 0 <= row < self.num_rows:
+            raise IndexError(f"{what} {row} out of range: {self.path} has {self.num_rows}")
+        if not self.row_done(row):
+            raise StoreError(
+                f"{self.path}: {what} is not computed yet (interrupted stage); rerun `clips4 {self.stage}` to finish"
+            )
+
+
+class ImageStore(RowStore):
+    """A store with one row per image (contours, superpixels, clip_dense): train images, then val."""
+
+    @property
+    def image_ids(self) -> list[str]:
+        return list(self.attrs["image_ids"])
+
+    @property
+    def num_images(self) -> int:
+        return self.num_rows
+
+    @property
+    def splits(self) -> dict[str, tuple[int, int]]:
+        """``{split: (first_row, stop_row)}``."""
+        return {name: (int(a), int(b)) for name, (a, b) in self.attrs["splits"].items()}
+
+    def index_of(self, image_id: str) -> int:
+        try:
+            return self.image_ids.index(image_id)
+        except ValueError:
+            raise KeyError(f"{self.path}: no image {image_id!r}") from None
+
+    def _row(self, image: int | str) -> int:
+        row = self.index_of(image) if isinstance(image, str) else int(image)
+        label = f"image {self.image_ids[row]!r} (row {row})" if 0 <= row < self.num_rows else "image"
+        self._require(row, label)
+        return row
+
+    def extent(self, image: int | str) -> tuple[int, int]:
+        row = self._row(image)
+        return tuple(int(v) for v in self.group["extent"][row])  # type: ignore[return-value]
+
+    def image(self, image: int | str) -> Any:
+        """The stored data of one image (by row or id), cropped to its valid extent."""
+        raise NotImplementedError
+
+    def iter_images(self, split: str | None = None) -> Iterator[tuple[int, Any]]:
+        """``(row, image(row))`` for the complete rows of ``split`` (all by default), one chunk read at a time."""
+        first, stop = self.splits[split] if split else (0, self.num_rows)
+        done = self.done_chunks()
+        for chunk_start in range(first - first % self.rows_per_chunk, stop, self.rows_per_chunk):
+            if not done[chunk_start // self.rows_per_chunk]:
+                continue
+            rows = range(max(first, chunk_start), min(stop, chunk_start + self.rows_per_chunk))
+            block = {name: array[rows.start : rows.stop] for name, array in self.arrays.items() if name != "done"}
+            for row in rows:
+                yield row, self._view({name: values[row - rows.start] for name, values in block.items()})
+
+    def _view(self, row_data: dict[str, np.ndarray]) -> Any:
+        raise NotImplementedError
+
+
+class ContoursStore(ImageStore):
+    """data/cache/contours.zarr: ``image(i)`` is a :class:`ContourMap` (float32)."""
+
+    kind, stage = "contours", "contours"
+
+    def image(self, image: int | str) -> ContourMap:
+        row = self._row(image)
+        return self._view({name: self.group[name][row] for name in ("strength", "orientation", "extent")})
+
+    def _view(self, row_data: dict[str, np.ndarray]) -> ContourMap:
+        height, width = (int(v) for v in row_data["extent"])
+        return ContourMap(
+            strength=np.asarray(row_data["strength"][:height, :width], np.float32),
+            orientation=np.asarray(row_data["orientation"][:height, :width], np.float32),
+        )
+
+
+@dataclass(frozen=True)
+class Superpixels:
+    """One image's superpixels: ``labels`` int32 [H, W] (0..n-1) and its UCM edge strengths float32 [2, H, W]."""
+
+    labels: np.ndarray
+    ucm: np.ndarray
+    num_regions: int
+
+
+class SuperpixelsStore(ImageStore):
+    """data/cache/superpixels.zarr: ``image(i)`` is :class:`Superpixels`."""
+
+    kind, stage = "superpixels", "ucm"
+
+    def image(self, image: int | str) -> Superpixels:
+        row = self._row(image)
+        return self._view({name: self.group[name][row] for name in ("labels", "ucm", "num_regions", "extent")})
+
+    def _view(self, row_data: dict[str, np.ndarray]) -> Superpixels:
+        height, width = (int(v) for v in row_data["extent"])
+        return Superpixels(
+            labels=np.asarray(row_data["labels"][:height, :width]),
+            ucm=np.asarray(row_data["ucm"][:, :height, :width], np.float32),
+            num_regions=int(row_data["num_regions"]),
+        )
+
+
+class DenseStore(ImageStore):
+    """data/cache/clip_dense.zarr: ``image(i)`` is the float16 ``[h, w, D]`` dense CLIP features of one image."""
+
+    kind, stage = "clip_dense", "clip-dense"
+
+    @property
+    def feature_stride(self) -> int:
+        return int(self.attrs["feature_stride"])
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.attrs["embed_dim"])
+
+    def image(self, image: int | str) -> np.ndarray:
+        row = self._row(image)
+        return self._view({"features": self.group["features"][row], "extent": self.group["extent"][row]})
+
+    def _view(self, row_data: dict[str, np.ndarray]) -> np.ndarray:
+        height, width = (int(v) for v in row_data["extent"])
+        return np.asarray(row_data["features"][:height, :width])
+
+
+@dataclass(frozen=True)
+class ImageSegments:
+    """The superpixels of one image: rows ``start:stop`` of the flat arrays; superpixel k is row ``start + k``."""
+
+    start: int
+    stop: int
+    embeddings: np.ndarray
+    area: np.ndarray
+
+
+class SegmentsStore(RowStore):
+    """data/cache/segments.zarr: flat ``embeddings [S, D]`` with CSR ``offsets [N+1]`` over the images."""
+
+    kind, stage = "segments", "segments"
+
+    @property
+    def image_ids(self) -> list[str]:
+        return list(self.attrs["image_ids"])
+
+    @property
+    def num_images(self) -> int:
+        return len(self.attrs["image_ids"])
+
+    @property
+    def num_segments(self) -> int:
+        return self.num_rows
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.asarray(self.group["offsets"][:], np.int64)
+
+    @property
+    def embeddings(self) -> zarr.Array:
+        """The flat ``[S, D]`` float16 array (lazy: slice it to read)."""
+        return self.group["embeddings"]
+
+    def segment_rows(self, split: str) -> tuple[int, int]:
+        """``(first_row, stop_row)`` of a split's segments."""
+        first, stop = self.attrs["segment_splits"][split]
+        return int(first), int(stop)
+
+    def segments_of(self, image: int | str) -> ImageSegments:
+        """The superpixel embeddings and areas of one image (by row or id)."""
+        row = self.image_ids.index(image) if isinstance(image, str) else int(image)
+        offsets = self.group["offsets"]
+        start, stop = (int(v) for v in offsets[row : row + 2])
+        for chunk in range(start // self.rows_per_chunk, max(start, stop - 1) // self.rows_per_chunk + 1):
+            if stop > start and not self.done_chunks()[chunk]:
+                self._require(chunk * self.rows_per_chunk, f"segments of image {self.image_ids[row]!r}")
+        return ImageSegments(start, stop, self.group["embeddings"][start:stop], self.group["area"][start:stop])
+
+    def iter_chunks(self, first: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first_row, embeddings block)`` over rows ``[first, stop)``, one chunk read at a time."""
+        stop = self.num_rows if stop is None else stop
+        for start in range(first - first % self.rows_per_chunk, stop, self.rows_per_chunk):
+            lo, hi = max(first, start), min(stop, start + self.rows_per_chunk)
+            self._require(lo, f"segment row {lo}")
+            yield lo, self.group["embeddings"][lo:hi]
+
+
+class PrototypesStore(CacheStore):
+    """data/cache/prototypes.zarr: known-class prototypes ``known [k, D]`` (class names in ``known_classes``)
+    and unknown ones ``unknown [u, D]``, float32 unit vectors."""
+
+    kind, stage = "prototypes", "prototypes"
+
+    @property
+    def known(self) -> np.ndarray:
+        return np.asarray(self.group["known"][:])
+
+    @property
+    def unknown(self) -> np.ndarray:
+        return np.asarray(self.group["unknown"][:])
+
+    @property
+    def known_classes(self) -> list[str]:
+        return list(self.attrs["known_classes"])
+
+    @property
+    def held_out_classes(self) -> list[str]:
+        return list(self.attrs["held_out_classes"])
+
+
+KINDS: dict[str, type[CacheStore]] = {
+    cls.kind: cls for cls in (ContoursStore, SuperpixelsStore, DenseStore, SegmentsStore, PrototypesStore)
+}
+
+
+def open(path: str) -> CacheStore:
+    """Open any clips4 store read-only as its typed class (an incomplete store opens too; its missing rows
+    raise on access)."""
+    path = str(path)
+    if not store_exists(path):
+        raise StoreError(f"{path}: no cache store here; build it with `dvc repro` (see docs/caches.md)")
+    group = zarr.open_group(path, mode="r")
+    kind = group.attrs.get("kind")
+    if kind not in KINDS:
+        raise StoreError(f"{path}: not a clips4 store (kind {kind!r}); expected one of {', '.join(KINDS)}")
+    return KINDS[kind](path, group)
+
+
+def describe(path: str) -> str:
+    """The ``clips4 cache info`` text: kind, completeness, arrays with chunking and compression, provenance."""
+    import json
+
+    store = open(path)
+    lines = [f"{store.path}: {store.kind} store, {'complete' if store.complete else 'INCOMPLETE'}"]
+    if isinstance(store, RowStore):
+        done = store.done_chunks()
+        lines.append(
+            f"  rows: {store.num_rows} in chunks of {store.rows_per_chunk}; chunks done: {int(done.sum())}/{len(done)}"
+        )
+    lines.append("  arrays:")
+    total_raw = total_stored = 0
+    for name, array in sorted(store.arrays.items()):
+        if name == "done":  # bookkeeping, summarised above
+            continue
+        raw = int(np.prod(array.shape)) * array.dtype.itemsize
+        stored = int(array.nbytes_stored())
+        total_raw, total_stored = total_raw + raw, total_stored + stored
+        codecs = ",".join(type(c).__name__.replace("Codec", "") for c in array.compressors) or "none"
+        ratio = raw / stored if stored else float("nan")
+        lines.append(
+            f"    {name:12s} {tuple(array.shape)!s:24s} chunks {tuple(array.chunks)!s:20s} "
+            f"{array.dtype!s:8s} {codecs:6s} {_size(stored):>9s} stored, ratio {ratio:.2f}"
+        )
+    if total_stored:
+        lines.append(
+            f"  total: {_size(total_raw)} raw, {_size(total_stored)} stored, ratio {total_raw / total_stored:.2f}"
+        )
+    lines.append("  provenance:")
+    for key, value in store.provenance.items():
+        lines.append(f"    {key}: {json.dumps(value) if isinstance(value, dict | list) else value}")
+    return "\n".join(lines)
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1024
+    return f"{count:.1f} GB"

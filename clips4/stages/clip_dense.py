@@ -1,0 +1,134 @@
+"""The ``clip_dense`` stage: CLIP's dense (MaskCLIP) embeddings of every train and val image, into
+data/cache/clip_dense.zarr.
+
+Features are computed once, on the original image (training augments image and features alike later), at the
+feature grid's resolution (one vector per ``feature_stride`` x ``feature_stride`` pixels). Layout (rows = images,
+train then val, as in every image store; grids padded at the bottom and right to the largest):
+
+- ``features``   float16 [N, GH, GW, D]  unit-norm dense CLIP embeddings
+- ``extent``     int32   [N, 2]          (grid height, grid width) that holds the image
+- ``image_size`` int32   [N, 2]          (height, width) of the image in pixels
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clips4.cache.store import ArraySpec, ChunkedStore, StoreLayout, code_digest, fingerprint, rows_per_chunk
+from clips4.params import Params
+from clips4.stages.common import DENSE_STORE, ImageList, StageResult, image_list, pad_to
+
+
+def compute_device() -> torch.device:
+    """The GPU when torch sees one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.no_grad()
+def dense_features_of(loaded, images: list[np.ndarray], params: Params, device: torch.device) -> list[np.ndarray]:
+    """Dense features ``[h, w, D]`` (float16) of same-sized uint8 images, batched; sliding windows when large."""
+    from clips4.clip import dense_clip_features, dense_clip_features_sliding, normalize_images, to_rgb_batch
+
+    outputs = []
+    for start in range(0, len(images), params.clip.batch_size):
+        batch = to_rgb_batch(np.stack(images[start : start + params.clip.batch_size])).to(device)
+        batch = normalize_images(batch, loaded.mean, loaded.std)
+        mode = params.clip.dense_mode
+        if max(batch.shape[-2:]) > params.clip.window:
+            features = dense_clip_features_sliding(loaded.model, batch, params.clip.window, params.clip.stride, mode)
+        else:
+            features = dense_clip_features(loaded.model, batch, mode)
+        outputs.extend(features.to(torch.float16).cpu().numpy())
+    return outputs
+
+
+def dense_fingerprint(params: Params, identity: str, images: ImageList) -> str:
+    return fingerprint(
+        kind="clip_dense",
+        clip=identity,
+        dense_mode=params.clip.dense_mode,
+        window=params.clip.window,
+        stride=params.clip.stride,
+        images=images.identity(),
+        code=code_digest("clips4.clip.dense"),
+    )
+
+
+def run_clip_dense(params: Params, out: str | Path = DENSE_STORE, *, shard: tuple[int, int] = (0, 1)) -> StageResult:
+    """Cache the dense CLIP features of every image (GPU when present); resumes an interrupted store."""
+    from tqdm import tqdm
+
+    from clips4.clip import feature_stride, load_clip
+
+    device = compute_device()
+    loaded = load_clip(params.clip.model, params.clip.pretrained)
+    loaded.model.to(device).eval()
+    images = image_list(params)
+    step = feature_stride(loaded.model.visual)
+    sizes = np.array([images.image_size(row) for row in range(len(images))], np.int32)
+    grids = np.ceil(sizes / step).astype(np.int32)
+    grid_h, grid_w = (int(v) for v in grids.max(axis=0))
+    dim = loaded.embed_dim
+    layout = StoreLayout(
+        kind="clip_dense",
+        rows=len(images),
+        rows_per_chunk=rows_per_chunk(2 * grid_h * grid_w * dim, params.cache.chunk_mb, len(images)),
+        arrays={
+            "features": ArraySpec((grid_h, grid_w, dim), "float16"),
+            "extent": ArraySpec((2,), "int32"),
+            "image_size": ArraySpec((2,), "int32"),
+        },
+    )
+    attrs = {
+        "image_ids": images.ids,
+        "splits": images.splits,
+        "dataset": params.dataset,
+        "model_name": loaded.model_name,
+        "weights_source": loaded.source,
+        "weights_sha256": loaded.sha256,
+        "dense_mode": params.clip.dense_mode,
+        "input_size": "original image size (sliding windows above clip.window)",
+        "feature_stride": step,
+        "embed_dim": dim,
+        "params": {
+            "clip": {k: getattr(params.clip, k) for k in ("model", "pretrained", "dense_mode", "window", "stride")}
+        },
+    }
+    store = ChunkedStore.open(
+        out, layout, dense_fingerprint(params, loaded.identity, images), attrs, clevel=params.cache.clevel
+    )
+    pending = store.pending(shard)
+
+    def read_chunk(chunk: int) -> list[np.ndarray]:
+        start, stop = layout.chunk_rows(chunk)
+        return [images.read_image(row) for row in range(start, stop)]
+
+    total = layout.num_chunks
+    progress = tqdm(total=total, initial=total - len(pending), desc=f"clip_dense ({device.type})", unit="chunk")
+    # Decoding the next chunk's JPEGs overlaps with the forward passes of this one.
+    with progress, ThreadPoolExecutor(max_workers=1) as reader:
+        upcoming = reader.submit(read_chunk, pending[0]) if pending else None
+        for position, chunk in enumerate(pending):
+            pixels = upcoming.result()
+            if position + 1 < len(pending):
+                upcoming = reader.submit(read_chunk, pending[position + 1])
+            start, stop = layout.chunk_rows(chunk)
+            features = np.zeros((stop - start, grid_h, grid_w, dim), np.float16)
+            by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+            for k, image in enumerate(pixels):
+                by_size[image.shape[:2]].append(k)
+            for members in by_size.values():
+                same_size = [pixels[k] for k in members]
+                for k, dense in zip(members, dense_features_of(loaded, same_size, params, device), strict=True):
+                    features[k] = pad_to(dense, (grid_h, grid_w, dim))
+            image_size = np.array([image.shape[:2] for image in pixels], np.int32)
+            extent = np.array([[math.ceil(h / step), math.ceil(w / step)] for h, w in image_size], np.int32)
+            store.write_chunk(chunk, {"features": features, "extent": extent, "image_size": image_size})
+            progress.update()
+    return StageResult(str(out), layout.rows, len(pending), total, store.finish())

@@ -1,0 +1,165 @@
+"""What the cache stages share: the image list they cover, its fingerprint, and the chunk-filling loop.
+
+Every image store covers the train split then the val split of ``dataset`` (rows in that order), so a row
+index means the same image in contours.zarr, superpixels.zarr and clip_dense.zarr.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from clips4.cache.store import ChunkedStore, fingerprint
+from clips4.data.layouts import open_dataset
+from clips4.data.segmentation import SegmentationDataset
+from clips4.errors import Clips4Error
+from clips4.params import Params
+
+CACHE_DIR = Path("data/cache")
+CONTOURS_STORE = CACHE_DIR / "contours.zarr"
+SUPERPIXELS_STORE = CACHE_DIR / "superpixels.zarr"
+DENSE_STORE = CACHE_DIR / "clip_dense.zarr"
+SEGMENTS_STORE = CACHE_DIR / "segments.zarr"
+PROTOTYPES_STORE = CACHE_DIR / "prototypes.zarr"
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a cache stage did: its store, how many chunks it computed now, and whether the store is complete."""
+
+    path: str
+    rows: int
+    computed_chunks: int
+    total_chunks: int
+    complete: bool
+
+
+@dataclass
+class ImageList:
+    """The images a store covers: ``splits[k]`` holds rows ``[offsets[k], offsets[k + 1])``."""
+
+    datasets: list[SegmentationDataset]
+    split_names: list[str]
+
+    @property
+    def offsets(self) -> list[int]:
+        return [0, *np.cumsum([len(d) for d in self.datasets]).tolist()]
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    @property
+    def ids(self) -> list[str]:
+        return [image_id for dataset in self.datasets for image_id in dataset.ids]
+
+    @property
+    def splits(self) -> dict[str, list[int]]:
+        """``{split: [first_row, stop_row]}`` for the store attributes."""
+        offsets = self.offsets
+        return {name: [offsets[k], offsets[k + 1]] for k, name in enumerate(self.split_names)}
+
+    def locate(self, row: int) -> tuple[SegmentationDataset, int]:
+        split = int(np.searchsorted(self.offsets, row, side="right")) - 1
+        return self.datasets[split], row - self.offsets[split]
+
+    def read_image(self, row: int) -> np.ndarray:
+        dataset, index = self.locate(row)
+        return dataset.read_image(index)
+
+    def image_size(self, row: int) -> tuple[int, int]:
+        """(height, width) from the file header, without decoding the image."""
+        from PIL import Image
+
+        dataset, index = self.locate(row)
+        path = dataset.image_files[index]
+        try:
+            with Image.open(path) as image:
+                return image.height, image.width
+        except (OSError, ValueError) as err:
+            raise Clips4Error(f"{path}: unreadable image ({err}); re-download or regenerate it") from err
+
+    def identity(self) -> str:
+        """A fingerprint of the image files (ids, sizes and modification times): cheap, and changes when they do."""
+        stats = []
+        for dataset in self.datasets:
+            for image_id, path in zip(dataset.ids, dataset.image_files, strict=True):
+                try:
+                    stat = os.stat(path)
+                except OSError as err:
+                    raise Clips4Error(f"{path}: image file not found ({err}); check dataset.root") from err
+                stats.append((image_id, stat.st_size, stat.st_mtime_ns))
+        return fingerprint(images=stats)
+
+
+def image_list(params: Params) -> ImageList:
+    """The train split, then the val split, of the configured dataset."""
+    names = [params.dataset.train_split, params.dataset.val_split]
+    datasets = [open_dataset(params.dataset.name, params.dataset.root, split) for split in names]
+    return ImageList(datasets, names)
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """``"1/4"`` -> (1, 4); ``None`` -> (0, 1). Rank is 0-based, as torchrun's RANK."""
+    if shard is None:
+        return 0, 1
+    try:
+        rank, world = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise Clips4Error(f"--shard: expected RANK/WORLD such as 0/2, got {shard!r}") from None
+    if not (world >= 1 and 0 <= rank < world):
+        raise Clips4Error(f"--shard: need 0 <= RANK < WORLD, got {shard!r}")
+    return rank, world
+
+
+def worker_count(workers: int) -> int:
+    """0 means every core this process may use."""
+    return workers or len(os.sched_getaffinity(0))
+
+
+_TASK: Callable[[int], None] | None = None
+
+
+def _run_task(chunk: int) -> int:
+    assert _TASK is not None
+    _TASK(chunk)
+    return chunk
+
+
+def fill_chunks(
+    store: ChunkedStore, pending: Sequence[int], task: Callable[[int], None], *, workers: int, desc: str
+) -> None:
+    """Run ``task(chunk)`` (compute and ``store.write_chunk``) for every pending chunk, over forked processes.
+
+    The task is inherited through ``fork`` (no pickling of models or datasets); children write their own
+    chunks, so only chunk numbers travel back for the progress bar.
+    """
+    global _TASK
+    processes = min(worker_count(workers), len(pending))
+    total = store.layout.num_chunks
+    progress = tqdm(total=total, initial=total - len(pending), desc=desc, unit="chunk", mininterval=1.0)
+    with progress:
+        if processes <= 1:
+            for chunk in pending:
+                task(chunk)
+                progress.update()
+            return
+        _TASK = task
+        try:
+            with get_context("fork").Pool(processes) as pool:
+                for _ in pool.imap_unordered(_run_task, pending):
+                    progress.update()
+        finally:
+            _TASK = None
+
+
+def pad_to(array: np.ndarray, shape: tuple[int, ...], fill: float | int = 0) -> np.ndarray:
+    """``array`` placed at the top-left of a ``shape`` array filled with ``fill`` (variable image sizes)."""
+    out = np.full(shape, fill, dtype=array.dtype)
+    out[tuple(slice(0, s) for s in array.shape)] = array
+    return out

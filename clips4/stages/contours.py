@@ -1,0 +1,95 @@
+"""The ``contours`` stage: the boundary map of every train and val image, into data/cache/contours.zarr.
+
+Layout (rows = images, train then val; images of different sizes are padded at the bottom and right to the
+largest, and ``extent`` says how much of each row is image):
+
+- ``strength``    float16 [N, H, W]  thinned boundary strength in [0, 1]
+- ``orientation`` float16 [N, H, W]  angle of the boundary normal in [0, pi) where strength > 0, else 0
+- ``extent``      int32   [N, 2]     (height, width) of each image
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clips4.cache.store import ArraySpec, ChunkedStore, StoreLayout, code_digest, fingerprint, rows_per_chunk
+from clips4.params import Params
+from clips4.stages.common import CONTOURS_STORE, ImageList, StageResult, fill_chunks, image_list, pad_to
+
+
+def max_extent(images: ImageList) -> tuple[int, int]:
+    sizes = np.array([images.image_size(row) for row in range(len(images))])
+    return int(sizes[:, 0].max()), int(sizes[:, 1].max())
+
+
+def contours_fingerprint(params: Params, images: ImageList) -> str:
+    weights = None
+    if params.contours.method == "hed" and params.contours.hed_weights and Path(params.contours.hed_weights).is_file():
+        from clips4.clip.loading import file_sha256
+
+        weights = file_sha256(params.contours.hed_weights)
+    return fingerprint(
+        kind="contours",
+        contours=params.contours,
+        hed_weights_sha256=weights,
+        images=images.identity(),
+        code=code_digest(*(f"clips4.segments.{name}" for name in ("contours", "pmi", "hed", "nms", "types"))),
+    )
+
+
+def run_contours(
+    params: Params,
+    out: str | Path = CONTOURS_STORE,
+    *,
+    workers: int = 0,
+    shard: tuple[int, int] = (0, 1),
+) -> StageResult:
+    """Detect contours (``contours.method``) on every image; resumes an interrupted store."""
+    from clips4.segments.contours import detect_contours
+
+    images = image_list(params)
+    height, width = max_extent(images)
+    layout = StoreLayout(
+        kind="contours",
+        rows=len(images),
+        rows_per_chunk=rows_per_chunk(2 * 2 * height * width, params.cache.chunk_mb, len(images)),
+        arrays={
+            "strength": ArraySpec((height, width), "float16"),
+            "orientation": ArraySpec((height, width), "float16"),
+            "extent": ArraySpec((2,), "int32"),
+        },
+    )
+    attrs = {
+        "image_ids": images.ids,
+        "splits": images.splits,
+        "dataset": params.dataset,
+        "params": {"contours": params.contours},
+    }
+    store = ChunkedStore.open(out, layout, contours_fingerprint(params, images), attrs, clevel=params.cache.clevel)
+    if params.contours.method == "hed":  # fail on missing weights before forking workers, with the weights' help
+        from clips4.segments.hed import load_hed
+
+        load_hed(params.contours.hed_weights)
+
+    def task(chunk: int) -> None:
+        start, stop = layout.chunk_rows(chunk)
+        strength = np.zeros((stop - start, height, width), np.float16)
+        orientation = np.zeros_like(strength)
+        extent = np.zeros((stop - start, 2), np.int32)
+        for k, row in enumerate(range(start, stop)):
+            contour_map = detect_contours(images.read_image(row), params.contours)
+            strength[k] = pad_to(contour_map.strength.astype(np.float16), (height, width))
+            # Orientation only matters on boundary pixels (OWT weights strength by it); zero elsewhere, it
+            # compresses like the thinned strength instead of being incompressible noise.
+            on_boundary = np.where(contour_map.strength > 0, contour_map.orientation, 0)
+            orientation[k] = pad_to(on_boundary.astype(np.float16), (height, width))
+            extent[k] = contour_map.strength.shape
+        store.write_chunk(chunk, {"strength": strength, "orientation": orientation, "extent": extent})
+
+    pending = store.pending(shard)
+    # HED runs torch, which parallelises itself and must not be forked after initialisation: one process.
+    workers = 1 if params.contours.method == "hed" else workers
+    fill_chunks(store, pending, task, workers=workers, desc=f"contours ({params.contours.method})")
+    return StageResult(str(out), layout.rows, len(pending), layout.num_chunks, store.finish())

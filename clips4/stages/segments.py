@@ -1,0 +1,138 @@
+"""The ``segments`` stage: the CLIP embedding of every superpixel, into data/cache/segments.zarr.
+
+Ragged layout: the superpixels of all images, flat, image after image (train then val), and CSR offsets:
+
+- ``embeddings``  float16 [S, D]  unit mean dense CLIP feature of each superpixel
+- ``image_index`` int32   [S]     row of its image (in image_ids)
+- ``area``        int32   [S]     its size in pixels
+- ``offsets``     int64   [N+1]   image i's superpixels are rows offsets[i]:offsets[i+1]; superpixel k of
+                                  image i (label k in superpixels.zarr) is row offsets[i] + k
+
+The row axis is chunked and filled chunk by chunk like the image stores: a chunk's writer computes every image
+that has a superpixel in the chunk (an image spanning two chunks is computed by both, each writing its rows), so
+writers of disjoint chunk ranges never share a file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clips4.cache.store import (
+    ArraySpec,
+    ChunkedStore,
+    StoreError,
+    StoreLayout,
+    code_digest,
+    fingerprint,
+    open_for_reading,
+    rows_per_chunk,
+)
+from clips4.params import Params
+from clips4.stages.common import DENSE_STORE, SEGMENTS_STORE, SUPERPIXELS_STORE, StageResult, fill_chunks
+
+
+def dense_rows_for(superpixel_ids: list[str], dense_ids: list[str], dense_path: str | Path) -> np.ndarray:
+    """The dense-store row of every superpixel-store image; a clear error naming the first image it lacks."""
+    index = {image_id: row for row, image_id in enumerate(dense_ids)}
+    missing = [image_id for image_id in superpixel_ids if image_id not in index]
+    if missing:
+        raise StoreError(
+            f"{dense_path}: image {missing[0]!r} is missing from the dense CLIP store ({len(missing)} of "
+            f"{len(superpixel_ids)} images missing); the stores were built from different datasets: "
+            "rerun `clips4 clip-dense` (or `dvc repro clip_dense`) on the dataset of superpixels.zarr"
+        )
+    return np.array([index[image_id] for image_id in superpixel_ids], np.int64)
+
+
+def run_segments(
+    params: Params,
+    superpixels: str | Path = SUPERPIXELS_STORE,
+    dense: str | Path = DENSE_STORE,
+    out: str | Path = SEGMENTS_STORE,
+    *,
+    workers: int = 0,
+    shard: tuple[int, int] = (0, 1),
+) -> StageResult:
+    """Mean dense CLIP embedding of every superpixel; resumes an interrupted store."""
+    from clips4.segments.embeddings import segment_embeddings
+
+    regions = open_for_reading(superpixels, "superpixels", stage="ucm")
+    features = open_for_reading(dense, "clip_dense", stage="clip-dense")
+    image_ids = list(regions.attrs["image_ids"])
+    dense_rows = dense_rows_for(image_ids, list(features.attrs["image_ids"]), dense)
+    num_regions = np.asarray(regions["num_regions"][:], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(num_regions)]).astype(np.int64)
+    stride = int(features.attrs["feature_stride"])
+    dim = int(features["features"].shape[-1])
+    total = int(offsets[-1])
+    layout = StoreLayout(
+        kind="segments",
+        rows=total,
+        rows_per_chunk=rows_per_chunk(2 * dim + 8, params.cache.chunk_mb, total),
+        arrays={
+            "embeddings": ArraySpec((dim,), "float16"),
+            "image_index": ArraySpec((), "int32"),
+            "area": ArraySpec((), "int32"),
+        },
+    )
+    inputs = {
+        "superpixels": {"path": str(superpixels), "fingerprint": regions.attrs["fingerprint"]},
+        "clip_dense": {"path": str(dense), "fingerprint": features.attrs["fingerprint"]},
+    }
+    image_splits = regions.attrs["splits"]
+    attrs = {
+        "image_ids": image_ids,
+        "splits": image_splits,
+        "segment_splits": {name: [int(offsets[a]), int(offsets[b])] for name, (a, b) in image_splits.items()},
+        "dataset": regions.attrs["dataset"],
+        "embed_dim": dim,
+        "feature_stride": stride,
+        "model_name": features.attrs["model_name"],
+        "weights_sha256": features.attrs["weights_sha256"],
+        "dense_mode": features.attrs["dense_mode"],
+        "inputs": inputs,
+    }
+    store_fingerprint = fingerprint(kind="segments", inputs=inputs, code=code_digest("clips4.segments.embeddings"))
+    store = ChunkedStore.open(
+        out, layout, store_fingerprint, attrs, clevel=params.cache.clevel, static={"offsets": offsets}
+    )
+
+    def task(chunk: int) -> None:
+        start, stop = layout.chunk_rows(chunk)
+        first = int(np.searchsorted(offsets, start, side="right")) - 1
+        last = int(np.searchsorted(offsets, stop - 1, side="right")) - 1
+        labels = regions["labels"][first : last + 1]
+        extents = regions["extent"][first : last + 1]
+        wanted = dense_rows[first : last + 1]
+        contiguous = np.array_equal(wanted, np.arange(wanted[0], wanted[0] + len(wanted)))
+        if contiguous:
+            cell_features = features["features"][int(wanted[0]) : int(wanted[-1]) + 1]
+            image_sizes = features["image_size"][int(wanted[0]) : int(wanted[-1]) + 1]
+        else:
+            cell_features = np.stack([features["features"][int(r)] for r in wanted])
+            image_sizes = np.stack([features["image_size"][int(r)] for r in wanted])
+        out_embeddings = np.zeros((stop - start, dim), np.float16)
+        out_image = np.zeros(stop - start, np.int32)
+        out_area = np.zeros(stop - start, np.int32)
+        for k, image in enumerate(range(first, last + 1)):
+            height, width = (int(v) for v in extents[k])
+            if (height, width) != tuple(int(v) for v in image_sizes[k]):
+                raise StoreError(
+                    f"{dense}: image {image_ids[image]!r} is {image_sizes[k][0]}x{image_sizes[k][1]} in the dense "
+                    f"store but {height}x{width} in {superpixels}; rebuild both from the same dataset"
+                )
+            vectors, area = segment_embeddings(
+                labels[k, :height, :width], cell_features[k], stride, int(num_regions[image])
+            )
+            lo, hi = max(int(offsets[image]), start), min(int(offsets[image + 1]), stop)
+            source = slice(lo - int(offsets[image]), hi - int(offsets[image]))
+            out_embeddings[lo - start : hi - start] = vectors[source]
+            out_area[lo - start : hi - start] = area[source]
+            out_image[lo - start : hi - start] = image
+        store.write_chunk(chunk, {"embeddings": out_embeddings, "image_index": out_image, "area": out_area})
+
+    pending = store.pending(shard)
+    fill_chunks(store, pending, task, workers=workers, desc="segments")
+    return StageResult(str(out), total, len(pending), layout.num_chunks, store.finish())

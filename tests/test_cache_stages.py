@@ -1,0 +1,250 @@
+"""The cache stages (contours, ucm, clip_dense, segments) on a tiny world: resuming, sharding, staleness,
+the segment means, and the errors a user meets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import clips4.cache
+from clips4.cache.store import StoreError
+from clips4.clip.loading import build_model, model_config, save_clip_checkpoint
+from clips4.data.synth import write_world
+from clips4.params import load_params
+from clips4.stages.clip_dense import run_clip_dense
+from clips4.stages.contours import run_contours
+from clips4.stages.segments import run_segments
+from clips4.stages.ucm import run_ucm
+
+TINY = {
+    "synth": {"image_size": 48, "train_images": 12, "val_images": 6},
+    "clip": {"model": "clips4-test-vit", "pretrained": "synth", "window": 48, "stride": 16, "batch_size": 4},
+    # 0.02 MB chunks: two 48x48 images per contours chunk, so every store has several chunks.
+    "cache": {"chunk_mb": 0.02},
+    "ucm": {"regions": 10, "quality_images": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project folder with params.yaml, a tiny synthetic world and a random tiny CLIP at models/clip.pt."""
+    root = tmp_path_factory.mktemp("project")
+    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
+    params = load_params(root / "params.yaml")
+    write_world(params.synth, params.seed, root / "data" / "synth", workers=1)
+    torch.manual_seed(0)
+    config = model_config("clips4-test-vit")
+    save_clip_checkpoint(root / "models" / "clip.pt", build_model(config), "clips4-test-vit", config)
+    return root
+
+
+@pytest.fixture
+def params(project: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(project)
+    return load_params("params.yaml")
+
+
+def _arrays(path: str | Path) -> dict[str, np.ndarray]:
+    store = clips4.cache.open(str(path))
+    return {name: array[...] for name, array in store.arrays.items()}
+
+
+def _assert_same_store(a: str | Path, b: str | Path) -> None:
+    first, second = _arrays(a), _arrays(b)
+    assert first.keys() == second.keys()
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_contours_killed_midway_resume_without_redoing_work(params, monkeypatch, tmp_path):
+    """A stage stopped after 3 images and rerun computes only the rest and equals an uninterrupted run."""
+    import clips4.segments.contours as contours_module
+
+    reference = tmp_path / "reference.zarr"
+    run_contours(params, reference, workers=1)
+
+    real = contours_module.detect_contours
+    calls = []
+
+    def counting(image, contour_params):
+        calls.append(1)
+        if len(calls) == 4 and interrupt:
+            raise Interrupted  # as if killed while computing the 4th image: its chunk is half done
+        return real(image, contour_params)
+
+    monkeypatch.setattr(contours_module, "detect_contours", counting)
+    resumed = tmp_path / "resumed.zarr"
+    interrupt = True
+    with pytest.raises(Interrupted):
+        run_contours(params, resumed, workers=1)
+    store = clips4.cache.open(str(resumed))
+    assert not store.complete and store.done_chunks().sum() == 1  # images 0-1 written, 2-3 not
+    with pytest.raises(StoreError, match=r"image 'train_000002' \(row 2\) is not computed yet"):
+        store.image(2)
+
+    interrupt = False
+    calls.clear()
+    result = run_contours(params, resumed, workers=1)
+    assert result.complete and result.computed_chunks == result.total_chunks - 1
+    assert len(calls) == 18 - 2  # every image but the two of the completed chunk
+    _assert_same_store(reference, resumed)
+
+
+def test_stale_store_is_rebuilt_when_params_change(params, tmp_path):
+    path = tmp_path / "contours.zarr"
+    run_contours(params, path, workers=1)
+    before = clips4.cache.open(str(path))
+    changed = load_params("params.yaml", overrides={"contours.sigma": 2.0})
+    result = run_contours(changed, path, workers=1)
+    after = clips4.cache.open(str(path))
+    assert result.computed_chunks == result.total_chunks  # everything recomputed, nothing resumed
+    assert after.fingerprint != before.fingerprint
+    assert after.attrs["params"]["contours"]["sigma"] == 2.0
+    again = run_contours(changed, path, workers=1)
+    assert again.computed_chunks == 0 and again.complete
+
+
+def test_two_processes_fill_disjoint_shards_of_one_store(params, project, tmp_path):
+    """`clips4 contours --shard 0/2` and `--shard 1/2` at once give the same store as one process."""
+    reference = tmp_path / "one.zarr"
+    run_contours(params, reference, workers=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "clips4.cli", "contours", "--workers", "1", "--shard"]
+    shards = [subprocess.Popen([*command, f"{rank}/2"], cwd=project, env=env) for rank in range(2)]
+    assert [shard.wait(timeout=120) for shard in shards] == [0, 0]
+    store = clips4.cache.open(str(project / "data" / "cache" / "contours.zarr"))
+    assert store.complete
+    _assert_same_store(reference, project / "data" / "cache" / "contours.zarr")
+
+
+def test_pipeline_stores_and_segment_means(params, tmp_path):
+    contours_path, superpixels_path = tmp_path / "c.zarr", tmp_path / "s.zarr"
+    dense_path, segments_path = tmp_path / "d.zarr", tmp_path / "g.zarr"
+    run_contours(params, contours_path, workers=1)
+    run_ucm(params, contours_path, superpixels_path, workers=2)
+    run_clip_dense(params, dense_path)
+    run_segments(params, superpixels_path, dense_path, segments_path, workers=2)
+
+    superpixels = clips4.cache.open(str(superpixels_path))
+    dense = clips4.cache.open(str(dense_path))
+    segments = clips4.cache.open(str(segments_path))
+    assert isinstance(segments, clips4.cache.SegmentsStore) and segments.complete
+    assert segments.num_segments == int(superpixels.arrays["num_regions"][:].sum())
+    assert (superpixels.arrays["num_regions"][:] == params.ucm.regions).mean() > 0.5
+    stride = dense.feature_stride
+    for row in (0, 5, 17):
+        labels = superpixels.image(row).labels
+        # ucm.regions, or fewer where the image has fewer watershed basins.
+        assert labels.max() + 1 == superpixels.image(row).num_regions <= params.ucm.regions
+        # Direct computation: every pixel takes its grid cell's feature; mean per superpixel; normalise.
+        per_pixel = np.repeat(np.repeat(dense.image(row).astype(np.float64), stride, 0), stride, 1)
+        per_pixel = per_pixel[: labels.shape[0], : labels.shape[1]]
+        expected = np.stack([per_pixel[labels == k].mean(axis=0) for k in range(labels.max() + 1)])
+        expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+        stored = segments.segments_of(row)
+        np.testing.assert_allclose(stored.embeddings.astype(np.float64), expected, atol=2e-3)
+        np.testing.assert_array_equal(stored.area, np.bincount(labels.ravel()))
+        assert segments.segments_of(superpixels.image_ids[row]).start == stored.start
+    # The dense store holds exactly what the teacher computes for the image.
+    from clips4.clip import dense_clip_features, load_clip, normalize_images, to_rgb_batch
+    from clips4.stages.common import image_list
+
+    loaded = load_clip(params.clip.model, params.clip.pretrained)
+    image = image_list(params).read_image(3)
+    with torch.no_grad():
+        direct = dense_clip_features(loaded.model, normalize_images(to_rgb_batch(image), loaded.mean, loaded.std))
+    np.testing.assert_allclose(dense.image(3).astype(np.float32), direct[0].numpy(), atol=2e-3)
+    assert dense.attrs["weights_sha256"] == loaded.sha256 and dense.attrs["dense_mode"] == "maskclip"
+
+
+def test_image_missing_from_dense_store_is_named(params, project, tmp_path):
+    contours_path, superpixels_path, dense_path = tmp_path / "c.zarr", tmp_path / "s.zarr", tmp_path / "d.zarr"
+    run_contours(params, contours_path, workers=1)
+    run_ucm(params, contours_path, superpixels_path, workers=1)
+    val_file = project / "data" / "synth" / "ImageSets" / "Segmentation" / "val.txt"
+    original = val_file.read_text()
+    try:
+        val_file.write_text("\n".join(original.split()[:-1]) + "\n")  # the dense store lacks the last val image
+        run_clip_dense(params, dense_path)
+    finally:
+        val_file.write_text(original)
+    with pytest.raises(StoreError, match=r"image 'val_000005' is missing from the dense CLIP store"):
+        run_segments(params, superpixels_path, dense_path, tmp_path / "g.zarr", workers=1)
+
+
+def test_reading_an_incomplete_input_says_which_stage_to_run(params, tmp_path):
+    with pytest.raises(StoreError, match=r"no cache store here; run `clips4 contours`"):
+        run_ucm(params, tmp_path / "nothing.zarr", tmp_path / "s.zarr", workers=1)
+
+
+def test_prototypes_stage_with_a_held_out_fold(params, tmp_path):
+    """Known prototypes are the normalised means of their top-m train segments; the fold's classes never appear."""
+    from clips4.prototypes import top_m_segments_torch
+    from clips4.stages.prototypes import held_out_classes, run_prototypes
+
+    paths = {name: tmp_path / f"{name}.zarr" for name in ("c", "s", "d", "g", "p")}
+    run_contours(params, paths["c"], workers=1)
+    run_ucm(params, paths["c"], paths["s"], workers=1)
+    run_clip_dense(params, paths["d"])
+    run_segments(params, paths["s"], paths["d"], paths["g"], workers=1)
+    fold_params = load_params("params.yaml", overrides={"fold": 1, "top_m": 4, "unknowns": 6})
+    result = run_prototypes(fold_params, paths["g"], paths["p"])
+
+    store = clips4.cache.open(str(paths["p"]))
+    assert isinstance(store, clips4.cache.PrototypesStore) and store.complete
+    held_out = held_out_classes(fold_params)
+    assert held_out and set(held_out).isdisjoint(store.known_classes)
+    assert len(store.known_classes) + len(held_out) == 14 == len(result.known_classes) + len(result.held_out_classes)
+    segments = clips4.cache.open(str(paths["g"]))
+    first, stop = segments.segment_rows("train")
+    indices = store.group["known_indices"][:]
+    assert indices.shape == (len(store.known_classes), 4) and (indices >= first).all() and (indices < stop).all()
+    embeddings = segments.embeddings[:].astype(np.float64)
+    expected = embeddings[indices].mean(axis=1)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(store.known, expected, atol=1e-5)
+    reference = top_m_segments_torch(
+        segments.embeddings, store.group["class_text"][:], store.attrs["logit_scale"], 4, rows=(first, stop)
+    )
+    np.testing.assert_array_equal(indices, reference.indices)
+    unknown_rows = store.group["unknown_indices"][:]
+    assert len(set(unknown_rows.tolist())) == 6 and (unknown_rows < stop).all()
+    np.testing.assert_allclose(store.unknown, embeddings[unknown_rows], atol=2e-3)
+
+
+def test_cache_info_and_stage_commands(params, project):
+    from typer.testing import CliRunner
+
+    from clips4.cli import app
+
+    runner = CliRunner()
+    for command in (
+        ["contours", "-j", "1"],
+        ["ucm", "-j", "1"],
+        ["clip-dense"],
+        ["segments", "-j", "1"],
+        ["prototypes"],
+    ):
+        outcome = runner.invoke(app, command)
+        assert outcome.exit_code == 0, outcome.output
+    outcome = runner.invoke(app, ["cache", "info", "data/cache/clip_dense.zarr"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "clip_dense store, complete" in outcome.output and "features" in outcome.output
+    assert "ratio" in outcome.output and "weights_sha256" in outcome.output
+    report = __import__("json").loads((project / "reports" / "segments.json").read_text())
+    assert 0 <= report["superpixels"]["achievable_miou"] <= 100 and report["contours"]["method"] == "gradient"
+    outcome = runner.invoke(app, ["cache", "info", "data/cache/nothing.zarr"])
+    assert outcome.exit_code == 1 and "no cache store here" in outcome.output
+    outcome = runner.invoke(app, ["contours", "--shard", "2/2"])
+    assert outcome.exit_code == 1 and "--shard" in outcome.output
