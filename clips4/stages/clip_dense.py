@@ -56,7 +56,7 @@ def dense_fingerprint(params: Params, identity: str, images: ImageList) -> str:
         window=params.clip.window,
         stride=params.clip.stride,
         images=images.identity(),
-        code=code_digest("clips4.clip.dense"),
+        code=code_digest("clips4.clip.dense", "clips4.stages.clip_dense"),
     )
 
 

@@ -35,7 +35,10 @@ def contours_fingerprint(params: Params, images: ImageList) -> str:
         contours=params.contours,
         hed_weights_sha256=weights,
         images=images.identity(),
-        code=code_digest(*(f"clips4.segments.{name}" for name in ("contours", "pmi", "hed", "nms", "types"))),
+        code=code_digest(
+            *(f"clips4.segments.{name}" for name in ("contours", "pmi", "hed", "nms", "types")),
+            "clips4.stages.contours",
+        ),
     )
 
 

@@ -94,7 +94,9 @@ def run_segments(
         "dense_mode": features.attrs["dense_mode"],
         "inputs": inputs,
     }
-    store_fingerprint = fingerprint(kind="segments", inputs=inputs, code=code_digest("clips4.segments.embeddings"))
+    store_fingerprint = fingerprint(
+        kind="segments", inputs=inputs, code=code_digest("clips4.segments.embeddings", "clips4.stages.segments")
+    )
     store = ChunkedStore.open(
         out, layout, store_fingerprint, attrs, clevel=params.cache.clevel, static={"offsets": offsets}
     )

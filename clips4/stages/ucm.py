@@ -14,13 +14,10 @@ Layout (rows = images in the order of contours.zarr, padded like it):
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from clips4.cache.store import (
     ArraySpec,
@@ -38,16 +35,8 @@ from clips4.stages.common import (
     SUPERPIXELS_STORE,
     StageResult,
     fill_chunks,
-    image_list,
     pad_to,
 )
-
-REPORT = Path("reports/segments.json")
-FIGURES = Path("reports/figures")
-#: Superpixel counts at which the achievable accuracy is reported (the accuracy/granularity trade-off).
-REGION_COUNTS = (8, 16, 32, 64, 128)
-#: Images drawn with their superpixels in reports/figures/segments_overlay.png.
-OVERLAY_IMAGES = 8
 
 
 def contour_map_of(group: Any, row: int) -> ContourMap:
@@ -94,7 +83,7 @@ def run_ucm(
         contours=source.attrs["fingerprint"],
         regions=params.ucm.regions,
         threshold=params.ucm.threshold,
-        code=code_digest("clips4.segments.ucm"),
+        code=code_digest("clips4.segments.ucm", "clips4.stages.ucm"),
     )
     attrs = {
         "image_ids": source.attrs["image_ids"],
@@ -125,97 +114,7 @@ def run_ucm(
     fill_chunks(store, pending, task, workers=workers, desc="ucm")
     complete = store.finish()
     if complete:
+        from clips4.stages.segments_report import write_quality_report
+
         write_quality_report(params, source, store.group)
     return StageResult(str(out), rows, len(pending), layout.num_chunks, complete)
-
-
-def write_quality_report(params: Params, contours: Any, superpixels: Any, report: Path = REPORT) -> dict[str, Any]:
-    """Boundary precision/recall/F of the contours and of the UCM, and the achievable segmentation accuracy of
-    the superpixels, on the first ``ucm.quality_images`` val images; written to ``report`` with figures."""
-    from clips4.eval.metrics import mean_iou, pixel_accuracy
-    from clips4.segments.figures import plot_accuracy_vs_regions, plot_pr_curves, plot_superpixel_overlays
-    from clips4.segments.quality import (
-        DEFAULT_THRESHOLDS,
-        boundary_counts,
-        boundary_map,
-        ods,
-        superpixel_confusion,
-        tolerance_px,
-    )
-    from clips4.segments.ucm import owt_ucm, ucm_image
-
-    images = image_list(params)
-    val_start, val_stop = contours.attrs["splits"][params.dataset.val_split]
-    rows = range(val_start, min(val_stop, val_start + params.ucm.quality_images))
-    dataset, _ = images.locate(val_start)
-    num_classes = len(dataset.class_names)
-    thresholds = DEFAULT_THRESHOLDS
-    counts = {"contours": np.zeros((len(thresholds), 4), np.int64), "ucm": np.zeros((len(thresholds), 4), np.int64)}
-    confusion_at = {n: np.zeros((num_classes, num_classes), np.int64) for n in REGION_COUNTS}
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    region_counts, overlays = [], []
-    scored = 0
-    for row in tqdm(rows, desc="segments quality", unit="img", mininterval=1.0):
-        label = dataset.read_label(row - val_start)
-        if label is None:
-            continue
-        scored += 1
-        contour_map = contour_map_of(contours, row)
-        height, width = contour_map.strength.shape
-        gt = boundary_map(label)
-        tolerance = tolerance_px(label.shape)
-        stored = np.asarray(superpixels["ucm"][row, :, :height, :width], np.float32)
-        counts["contours"] += boundary_counts(contour_map.strength, gt, thresholds, tolerance)
-        counts["ucm"] += boundary_counts(ucm_image(stored), gt, thresholds, tolerance)
-        labels = np.asarray(superpixels["labels"][row, :height, :width])
-        confusion += superpixel_confusion(labels, label, num_classes)
-        region_counts.append(int(superpixels["num_regions"][row]))
-        hierarchy = owt_ucm(contour_map)
-        for n in REGION_COUNTS:
-            confusion_at[n] += superpixel_confusion(hierarchy.cut(regions=n), label, num_classes)
-        if len(overlays) < OVERLAY_IMAGES:
-            overlays.append((dataset.read_image(row - val_start), labels, label))
-    if not scored:
-        result: dict[str, Any] = {"skipped": f"no labelled images in the {params.dataset.val_split} split"}
-    else:
-        boundary = {name: ods(total, thresholds) for name, total in counts.items()}
-        result = {
-            "images": scored,
-            "split": params.dataset.val_split,
-            "contours": {"method": params.contours.method, **_summary(boundary["contours"])},
-            "ucm": _summary(boundary["ucm"]),
-            "superpixels": {
-                "regions": params.ucm.regions,
-                "threshold": params.ucm.threshold,
-                "mean_regions": round(float(np.mean(region_counts)), 2),
-                "achievable_miou": round(mean_iou(confusion), 2),
-                "achievable_pacc": round(pixel_accuracy(confusion), 2),
-            },
-            "achievable_miou_at_regions": {str(n): round(mean_iou(c), 2) for n, c in confusion_at.items()},
-        }
-        FIGURES.mkdir(parents=True, exist_ok=True)
-        plot_pr_curves(
-            {f"contours ({params.contours.method})": boundary["contours"], "OWT-UCM": boundary["ucm"]},
-            FIGURES / "segments_pr.png",
-        )
-        plot_superpixel_overlays(
-            [o[0] for o in overlays],
-            [o[1] for o in overlays],
-            FIGURES / "segments_overlay.png",
-            [o[2] for o in overlays],
-        )
-        plot_accuracy_vs_regions(
-            list(REGION_COUNTS),
-            [result["achievable_miou_at_regions"][str(n)] for n in REGION_COUNTS],
-            FIGURES / "segments_accuracy.png",
-        )
-    report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_name(f".{report.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, report)
-    return result
-
-
-def _summary(boundary: dict[str, Any]) -> dict[str, float]:
-    keys = ("f", "precision", "recall", "threshold", "ap")
-    return {f"ods_{k}" if k != "ap" else "ap": round(float(boundary[k]), 4) for k in keys}
