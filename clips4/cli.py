@@ -44,6 +44,15 @@ ShardOption = Annotated[
     ),
 ]
 
+CacheDirOption = Annotated[
+    str,
+    typer.Option(
+        "--cache-dir",
+        help="Folder (or fsspec URL such as s3://bucket/cache) of the stores this command reads and writes; "
+        "the DVC pipeline uses the default.",
+    ),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -167,6 +176,11 @@ def clip_pretrain(params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
 # --- caches: contours, ucm, clip-dense, segments, prototypes ---
 
 
+def store_path(cache_dir: str, name: str) -> str:
+    """``<cache_dir>/<name>.zarr`` for a folder or an fsspec URL."""
+    return f"{cache_dir.rstrip('/')}/{name}.zarr"
+
+
 def _report_stage(name: str, result: Any) -> None:
     done = "complete" if result.complete else "waiting for the other shards"
     typer.echo(
@@ -177,48 +191,71 @@ def _report_stage(name: str, result: Any) -> None:
 
 @app.command()
 @user_errors
-def contours(params: ParamsOption = DEFAULT_PARAMS_PATH, workers: WorkersOption = 0, shard: ShardOption = None) -> None:
+def contours(
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+    workers: WorkersOption = 0,
+    shard: ShardOption = None,
+    cache_dir: CacheDirOption = "data/cache",
+) -> None:
     """Contour maps of every train and val image (contours.method) into data/cache/contours.zarr; resumable."""
     from clips4.stages.common import parse_shard
     from clips4.stages.contours import run_contours
 
-    _report_stage("contours", run_contours(read_params(params), workers=workers, shard=parse_shard(shard)))
+    result = run_contours(
+        read_params(params), store_path(cache_dir, "contours"), workers=workers, shard=parse_shard(shard)
+    )
+    _report_stage("contours", result)
 
 
 @app.command()
 @user_errors
-def ucm(params: ParamsOption = DEFAULT_PARAMS_PATH, workers: WorkersOption = 0, shard: ShardOption = None) -> None:
+def ucm(
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+    workers: WorkersOption = 0,
+    shard: ShardOption = None,
+    cache_dir: CacheDirOption = "data/cache",
+) -> None:
     """OWT-UCM and superpixels (ucm.regions or ucm.threshold) into data/cache/superpixels.zarr, and their quality
     on the val split into reports/segments.json and reports/figures/; resumable."""
     from clips4.stages.common import parse_shard
     from clips4.stages.ucm import run_ucm
 
-    _report_stage("ucm", run_ucm(read_params(params), workers=workers, shard=parse_shard(shard)))
+    paths = [store_path(cache_dir, name) for name in ("contours", "superpixels")]
+    _report_stage("ucm", run_ucm(read_params(params), *paths, workers=workers, shard=parse_shard(shard)))
 
 
 @app.command("clip-dense")
 @user_errors
-def clip_dense(params: ParamsOption = DEFAULT_PARAMS_PATH, shard: ShardOption = None) -> None:
+def clip_dense(
+    params: ParamsOption = DEFAULT_PARAMS_PATH, shard: ShardOption = None, cache_dir: CacheDirOption = "data/cache"
+) -> None:
     """Dense CLIP embeddings of every train and val image into data/cache/clip_dense.zarr (GPU when present)."""
     from clips4.stages.clip_dense import run_clip_dense
     from clips4.stages.common import parse_shard
 
-    _report_stage("clip_dense", run_clip_dense(read_params(params), shard=parse_shard(shard)))
+    result = run_clip_dense(read_params(params), store_path(cache_dir, "clip_dense"), shard=parse_shard(shard))
+    _report_stage("clip_dense", result)
 
 
 @app.command()
 @user_errors
-def segments(params: ParamsOption = DEFAULT_PARAMS_PATH, workers: WorkersOption = 0, shard: ShardOption = None) -> None:
+def segments(
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+    workers: WorkersOption = 0,
+    shard: ShardOption = None,
+    cache_dir: CacheDirOption = "data/cache",
+) -> None:
     """CLIP embedding of every superpixel (mean dense feature) into data/cache/segments.zarr; resumable."""
     from clips4.stages.common import parse_shard
     from clips4.stages.segments import run_segments
 
-    _report_stage("segments", run_segments(read_params(params), workers=workers, shard=parse_shard(shard)))
+    paths = [store_path(cache_dir, name) for name in ("superpixels", "clip_dense", "segments")]
+    _report_stage("segments", run_segments(read_params(params), *paths, workers=workers, shard=parse_shard(shard)))
 
 
 @app.command()
 @user_errors
-def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOption = "data/cache") -> None:
     """Known-class prototypes (top_m segments per class by FAISS search; the fold's classes held out) and
     `unknowns` random ones, into data/cache/prototypes.zarr."""
     # torch and faiss-cpu each bring an OpenMP runtime; on few cores their idle threads spin against each other
@@ -226,7 +263,8 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from clips4.stages.prototypes import run_prototypes
 
-    result = run_prototypes(read_params(params))
+    paths = [store_path(cache_dir, name) for name in ("segments", "prototypes")]
+    result = run_prototypes(read_params(params), *paths)
     held = f"; held out: {', '.join(result.held_out_classes)}" if result.held_out_classes else ""
     typer.echo(
         f"prototypes: {result.path}: {len(result.known_classes)} known classes from {result.train_segments} train "

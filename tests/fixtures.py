@@ -95,3 +95,18 @@ def make_davis(
     (root / "ImageSets" / "2017").mkdir(parents=True)
     (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(names) + "\n")
     return root
+
+
+SQUARE_LO, SQUARE_HI = 12, 36
+"""The detector tests' square covers rows/cols LO..HI-1 of a 48x48 image; its outline lies at LO-0.5 and HI-0.5."""
+
+
+def distance_to_square_outline(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Distance of pixel centres (ys, xs) to the test square's outline."""
+    ys, xs = np.asarray(ys, float), np.asarray(xs, float)
+    lo, hi = SQUARE_LO - 0.5, SQUARE_HI - 0.5
+    inside_y = (ys >= lo) & (ys <= hi)
+    inside_x = (xs >= lo) & (xs <= hi)
+    d_vert = np.where(inside_y, np.minimum(np.abs(xs - lo), np.abs(xs - hi)), np.inf)
+    d_horz = np.where(inside_x, np.minimum(np.abs(ys - lo), np.abs(ys - hi)), np.inf)
+    return np.minimum(d_vert, d_horz)

@@ -248,3 +248,20 @@ def test_cache_info_and_stage_commands(params, project):
     assert outcome.exit_code == 1 and "no cache store here" in outcome.output
     outcome = runner.invoke(app, ["contours", "--shard", "2/2"])
     assert outcome.exit_code == 1 and "--shard" in outcome.output
+
+
+def test_stores_at_an_fsspec_url(params):
+    """`--cache-dir` takes fsspec URLs (memory:// here, s3:// with credentials): write, resume, read back."""
+    from typer.testing import CliRunner
+
+    from clips4.cli import app
+
+    runner = CliRunner()
+    for _ in range(2):  # the second run finds the store complete and computes nothing
+        outcome = runner.invoke(app, ["contours", "-j", "1", "--cache-dir", "memory://clips4-test/cache"])
+        assert outcome.exit_code == 0, outcome.output
+    assert "computed 0 of 9 chunks now; complete" in outcome.output
+    outcome = runner.invoke(app, ["ucm", "-j", "1", "--cache-dir", "memory://clips4-test/cache"])
+    assert outcome.exit_code == 0, outcome.output
+    store = clips4.cache.open("memory://clips4-test/cache/superpixels.zarr")
+    assert store.complete and store.image("val_000001").labels.shape == (48, 48)

@@ -13,8 +13,9 @@ import clips4.segments.contours as contours
 from clips4.params import ContourParams
 from clips4.segments.contours import DETECTORS, detect_contours, detect_gradient, normalise
 from clips4.segments.types import ContourMap
+from tests.fixtures import SQUARE_HI, SQUARE_LO, distance_to_square_outline
 
-LO, HI = 12, 36  # the square covers rows/cols LO..HI-1; its border lies between LO-1|LO and HI-1|HI
+LO, HI = SQUARE_LO, SQUARE_HI  # the square covers rows/cols LO..HI-1; its border lies between LO-1|LO and HI-1|HI
 SIZE = 48
 
 
@@ -36,16 +37,6 @@ def textured_halves() -> np.ndarray:
     return np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
-def _distance_to_square(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Distance of pixel centres to the square's outline (its sides at LO-0.5 and HI-0.5)."""
-    lo, hi = LO - 0.5, HI - 0.5
-    inside_y = (ys >= lo) & (ys <= hi)
-    inside_x = (xs >= lo) & (xs <= hi)
-    d_vert = np.where(inside_y, np.minimum(np.abs(xs - lo), np.abs(xs - hi)), np.inf)
-    d_horz = np.where(inside_x, np.minimum(np.abs(ys - lo), np.abs(ys - hi)), np.inf)
-    return np.minimum(d_vert, d_horz)
-
-
 def _strongest(strength: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     ys, xs = np.unravel_index(np.argsort(strength.ravel(), kind="stable")[::-1][:n], strength.shape)
     return ys.astype(float), xs.astype(float)
@@ -57,7 +48,7 @@ def test_square_boundary_within_2px(square: np.ndarray) -> None:
     assert cmap.strength.dtype == np.float32 and cmap.orientation.dtype == np.float32
     assert cmap.strength.min() >= 0.0 and cmap.strength.max() <= 1.0
     ys, xs = _strongest(cmap.strength, 80)  # the outline has 4 * 24 = 96 pixel edges
-    assert _distance_to_square(ys, xs).max() <= 2.0
+    assert distance_to_square_outline(ys, xs).max() <= 2.0
     assert (ys < 24).any() and (ys > 24).any() and (xs < 24).any() and (xs > 24).any()  # every side
 
 

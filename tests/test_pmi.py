@@ -8,8 +8,9 @@ import pytest
 from clips4.params import ContourParams
 from clips4.segments.nms import oriented_nms
 from clips4.segments.pmi import detect_pmi, pmi_tables
+from tests.fixtures import SQUARE_HI, SQUARE_LO, distance_to_square_outline
 
-LO, HI = 12, 36  # the square covers rows/cols LO..HI-1; its border lies between LO-1|LO and HI-1|HI
+LO, HI = SQUARE_LO, SQUARE_HI  # the square covers rows/cols LO..HI-1; its border lies between LO-1|LO and HI-1|HI
 
 
 @pytest.fixture(scope="module")
@@ -20,23 +21,13 @@ def square() -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _distance_to_border(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Distance of pixel centres to the square's outline (its sides at LO-0.5 and HI-0.5)."""
-    lo, hi = LO - 0.5, HI - 0.5
-    inside_y = (ys >= lo) & (ys <= hi)
-    inside_x = (xs >= lo) & (xs <= hi)
-    d_vert = np.where(inside_y, np.minimum(np.abs(xs - lo), np.abs(xs - hi)), np.inf)
-    d_horz = np.where(inside_x, np.minimum(np.abs(ys - lo), np.abs(ys - hi)), np.inf)
-    return np.minimum(d_vert, d_horz)
-
-
 def test_square_boundary_within_2px(square: np.ndarray) -> None:
     cmap = detect_pmi(square, ContourParams(method="pmi"))
     assert cmap.strength.shape == (48, 48) and cmap.orientation.shape == (48, 48)
     assert cmap.strength.dtype == np.float32 and cmap.strength.min() >= 0.0 and cmap.strength.max() <= 1.0
     strongest = np.argsort(cmap.strength.ravel())[::-1][:80]  # ~ the square's perimeter (4 * 24 = 96)
     ys, xs = np.unravel_index(strongest, cmap.strength.shape)
-    assert _distance_to_border(ys.astype(float), xs.astype(float)).max() <= 2.0
+    assert distance_to_square_outline(ys.astype(float), xs.astype(float)).max() <= 2.0
     # Every side is found, not just one.
     assert (ys < 24).any() and (ys > 24).any() and (xs < 24).any() and (xs > 24).any()
 
@@ -57,7 +48,7 @@ def test_flat_image_has_no_boundary_structure() -> None:
     strength = detect_pmi(flat, ContourParams(method="pmi")).strength
     strongest = np.argsort(strength.ravel())[::-1][:80]
     ys, xs = np.unravel_index(strongest, strength.shape)
-    assert (_distance_to_border(ys.astype(float), xs.astype(float)) <= 2.0).mean() < 0.9
+    assert (distance_to_square_outline(ys.astype(float), xs.astype(float)) <= 2.0).mean() < 0.9
 
 
 def test_pmi_is_higher_for_cooccurring_values() -> None:
@@ -80,4 +71,4 @@ def test_downsampled_working_grid_still_finds_the_square(square: np.ndarray) -> 
     assert cmap.strength.shape == (48, 48)
     strongest = np.argsort(cmap.strength.ravel())[::-1][:60]
     ys, xs = np.unravel_index(strongest, cmap.strength.shape)
-    assert _distance_to_border(ys.astype(float), xs.astype(float)).max() <= 2.0
+    assert distance_to_square_outline(ys.astype(float), xs.astype(float)).max() <= 2.0
