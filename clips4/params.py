@@ -109,7 +109,7 @@ class UcmParams:
 class CacheParams:
     """Layout of the Zarr caches under data/cache/."""
 
-    chunk_mb: float = _float(1.0, 0.0, open_lo=True)  # target uncompressed chunk size; images per chunk follow
+    chunk_mb: float = _float(0.25, 0.0, open_lo=True)  # target uncompressed chunk size; images per chunk follow
     clevel: int = _int(5, 1, 9)  # zstd level of the Blosc codec
 
 

@@ -139,6 +139,21 @@ def test_sliding_window_covers_large_images(vit):
         dense_clip_features_sliding(vit, torch.randn(1, 3, 48, 72), window=30, stride=16)
 
 
+@torch.no_grad()
+def test_sliding_windows_on_sizes_off_the_grid(vit):
+    """A 500x375-like case: 44 - 32 = 12 is no multiple of the 8-px grid, yet every cell is covered, finite,
+    and each window's features land on the cells they belong to."""
+    images = torch.randn(1, 3, 37, 44)
+    features = dense_clip_features_sliding(vit, images, window=32, stride=16)
+    assert features.shape == (1, 5, 6, 32) and torch.isfinite(features).all()
+    assert torch.allclose(features.norm(dim=-1), torch.ones(1, 5, 6), atol=1e-5)
+    # Padded to 40x48: windows start at rows 0, 8 and columns 0, 16, all on the grid. Cell (0, 5) is seen by the
+    # window at (0, 16) alone, as its cell (0, 3).
+    padded = torch.nn.functional.pad(images, (0, 4, 0, 3))
+    corner_window = dense_clip_features(vit, padded[..., :32, 16:48])
+    assert (features[0, 0, 5] - corner_window[0, 0, 3]).abs().max() < 1e-5
+
+
 def test_channel_conversion_and_rejection():
     gray = np.full((4, 6), 200, np.uint8)
     rgba = np.zeros((4, 6, 4), np.uint8)

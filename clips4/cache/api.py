@@ -3,10 +3,14 @@
 Each store kind gets a small class with its shapes, dtypes and provenance, per-image views cropped to the
 image's valid extent, and iteration in chunk order (one chunk decoded at a time). A row whose chunk was not
 completed (an interrupted stage) is never served: asking for it raises :class:`StoreError` naming the image.
+
+A store object is a snapshot: the arrays, the per-chunk done flags and the image extents are read once, when it is
+opened (so that a random read costs one Zarr read), and rows completed later need a fresh ``open``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +35,7 @@ class CacheStore:
         self.path = path
         self.group = group
         self.attrs: dict[str, Any] = dict(group.attrs.asdict())
+        self._arrays: dict[str, zarr.Array] = dict(group.arrays())
 
     @property
     def complete(self) -> bool:
@@ -47,7 +52,7 @@ class CacheStore:
 
     @property
     def arrays(self) -> dict[str, zarr.Array]:
-        return {name: array for name, array in self.group.arrays()}
+        return dict(self._arrays)
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{n}{tuple(a.shape)}:{a.dtype}" for n, a in sorted(self.arrays.items()))
@@ -65,11 +70,15 @@ class RowStore(CacheStore):
     def num_rows(self) -> int:
         return int(self.attrs["rows"])
 
+    @functools.cached_property
+    def _done(self) -> np.ndarray:
+        return np.asarray(self._arrays["done"][:], dtype=bool)
+
     def done_chunks(self) -> np.ndarray:
-        return np.asarray(self.group["done"][:], dtype=bool)
+        return self._done.copy()
 
     def row_done(self, row: int) -> bool:
-        return bool(self.group["done"][row // self.rows_per_chunk])
+        return bool(self._done[row // self.rows_per_chunk])
 
     def _require(self, row: int, what: str) -> None:
         if not 0 <= row < self.num_rows:
@@ -98,19 +107,27 @@ class ImageStore(RowStore):
 
     def index_of(self, image_id: str) -> int:
         try:
-            return self.image_ids.index(image_id)
-        except ValueError:
+            return self._index[image_id]
+        except KeyError:
             raise KeyError(f"{self.path}: no image {image_id!r}") from None
 
     def _row(self, image: int | str) -> int:
         row = self.index_of(image) if isinstance(image, str) else int(image)
-        label = f"image {self.image_ids[row]!r} (row {row})" if 0 <= row < self.num_rows else "image"
+        label = f"image {self.attrs['image_ids'][row]!r} (row {row})" if 0 <= row < self.num_rows else "image"
         self._require(row, label)
         return row
 
+    @functools.cached_property
+    def _extents(self) -> np.ndarray:
+        return np.asarray(self._arrays["extent"][:])
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {image_id: row for row, image_id in enumerate(self.attrs["image_ids"])}
+
     def extent(self, image: int | str) -> tuple[int, int]:
         row = self._row(image)
-        return tuple(int(v) for v in self.group["extent"][row])  # type: ignore[return-value]
+        return tuple(int(v) for v in self._extents[row])  # type: ignore[return-value]
 
     def image(self, image: int | str) -> Any:
         """The stored data of one image (by row or id), cropped to its valid extent."""
@@ -124,12 +141,15 @@ class ImageStore(RowStore):
             if not done[chunk_start // self.rows_per_chunk]:
                 continue
             rows = range(max(first, chunk_start), min(stop, chunk_start + self.rows_per_chunk))
-            block = {name: array[rows.start : rows.stop] for name, array in self.arrays.items() if name != "done"}
+            block = {name: array[rows.start : rows.stop] for name, array in self._arrays.items() if name != "done"}
             for row in rows:
                 yield row, self._view({name: values[row - rows.start] for name, values in block.items()})
 
     def _view(self, row_data: dict[str, np.ndarray]) -> Any:
         raise NotImplementedError
+
+    def _ext(self, row: int) -> dict[str, np.ndarray]:
+        return {"extent": self._extents[row]}
 
 
 class ContoursStore(ImageStore):
@@ -139,7 +159,7 @@ class ContoursStore(ImageStore):
 
     def image(self, image: int | str) -> ContourMap:
         row = self._row(image)
-        return self._view({name: self.group[name][row] for name in ("strength", "orientation", "extent")})
+        return self._view({name: self._arrays[name][row] for name in ("strength", "orientation")} | self._ext(row))
 
     def _view(self, row_data: dict[str, np.ndarray]) -> ContourMap:
         height, width = (int(v) for v in row_data["extent"])
@@ -165,7 +185,7 @@ class SuperpixelsStore(ImageStore):
 
     def image(self, image: int | str) -> Superpixels:
         row = self._row(image)
-        return self._view({name: self.group[name][row] for name in ("labels", "ucm", "num_regions", "extent")})
+        return self._view({name: self._arrays[name][row] for name in ("labels", "ucm", "num_regions")} | self._ext(row))
 
     def _view(self, row_data: dict[str, np.ndarray]) -> Superpixels:
         height, width = (int(v) for v in row_data["extent"])
@@ -191,7 +211,7 @@ class DenseStore(ImageStore):
 
     def image(self, image: int | str) -> np.ndarray:
         row = self._row(image)
-        return self._view({"features": self.group["features"][row], "extent": self.group["extent"][row]})
+        return self._view({"features": self._arrays["features"][row]} | self._ext(row))
 
     def _view(self, row_data: dict[str, np.ndarray]) -> np.ndarray:
         height, width = (int(v) for v in row_data["extent"])
@@ -225,9 +245,13 @@ class SegmentsStore(RowStore):
     def num_segments(self) -> int:
         return self.num_rows
 
+    @functools.cached_property
+    def _offsets(self) -> np.ndarray:
+        return np.asarray(self._arrays["offsets"][:], np.int64)
+
     @property
     def offsets(self) -> np.ndarray:
-        return np.asarray(self.group["offsets"][:], np.int64)
+        return self._offsets.copy()
 
     @property
     def embeddings(self) -> zarr.Array:
@@ -242,12 +266,11 @@ class SegmentsStore(RowStore):
     def segments_of(self, image: int | str) -> ImageSegments:
         """The superpixel embeddings and areas of one image (by row or id)."""
         row = self.image_ids.index(image) if isinstance(image, str) else int(image)
-        offsets = self.group["offsets"]
-        start, stop = (int(v) for v in offsets[row : row + 2])
+        start, stop = (int(v) for v in self._offsets[row : row + 2])
         for chunk in range(start // self.rows_per_chunk, max(start, stop - 1) // self.rows_per_chunk + 1):
-            if stop > start and not self.done_chunks()[chunk]:
+            if stop > start and not self._done[chunk]:
                 self._require(chunk * self.rows_per_chunk, f"segments of image {self.image_ids[row]!r}")
-        return ImageSegments(start, stop, self.group["embeddings"][start:stop], self.group["area"][start:stop])
+        return ImageSegments(start, stop, self._arrays["embeddings"][start:stop], self._arrays["area"][start:stop])
 
     def iter_chunks(self, first: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """``(first_row, embeddings block)`` over rows ``[first, stop)``, one chunk read at a time."""

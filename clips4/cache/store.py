@@ -145,27 +145,30 @@ class ChunkedStore:
         cls,
         path: str | Path,
         layout: StoreLayout,
-        fingerprint: str,
+        content_fingerprint: str,
         attrs: Mapping[str, Any],
         *,
         clevel: int = 5,
         static: Mapping[str, np.ndarray] | None = None,
     ) -> ChunkedStore:
-        """Resume the store at ``path`` if it has this ``fingerprint``, else (re)create it empty.
+        """Resume the store at ``path`` if it has this content fingerprint and layout, else (re)create it empty.
 
         ``static`` arrays (not split by rows, e.g. the segments' ``offsets``) are written whole on every open:
         their content is a function of the fingerprint, so rewriting them is idempotent and repairs a store
         killed while being created.
         """
+        # The layout and codec are part of the store's identity: a store chunked or compressed differently is
+        # rebuilt, never resumed into.
+        store_fingerprint = fingerprint(content=content_fingerprint, layout=layout, clevel=clevel)
         existing = _read_attrs(path)
-        if existing is not None and existing.get("fingerprint") != fingerprint:
+        if existing is not None and existing.get("fingerprint") != store_fingerprint:
             remove_store(path)
-        if existing is None or existing.get("fingerprint") != fingerprint:
+        if existing is None or existing.get("fingerprint") != store_fingerprint:
             header = {
                 **attrs,
                 "kind": layout.kind,
                 "format": STORE_FORMAT,
-                "fingerprint": fingerprint,
+                "fingerprint": store_fingerprint,
                 "clips4_version": __version__,
                 "created": now_utc(),
                 "rows": layout.rows,
@@ -178,10 +181,10 @@ class ChunkedStore:
                 group = zarr.open_group(str(path), mode="w-", attributes=_jsonable(header))
             except (zarr.errors.ContainsGroupError, FileExistsError):  # another shard created it first
                 group = zarr.open_group(str(path), mode="a")
-                if group.attrs.get("fingerprint") != fingerprint:
+                if group.attrs.get("fingerprint") != store_fingerprint:
                     raise StoreError(
                         f"{path}: another process is writing a different version of this store (fingerprint "
-                        f"{group.attrs.get('fingerprint')}, ours {fingerprint}); run one configuration at a time"
+                        f"{group.attrs.get('fingerprint')}, ours {store_fingerprint}); run one configuration at a time"
                     ) from None
         else:
             group = zarr.open_group(str(path), mode="a")

@@ -18,7 +18,6 @@ grid is ``ceil(H / stride) x ceil(W / stride)``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -178,8 +177,11 @@ def dense_clip_features_sliding(
     step = feature_stride(visual)
     if window % step or stride % step:
         raise Clips4Error(f"clip.window ({window}) and clip.stride ({stride}) must be multiples of {step}")
+    # Pad first, so that the last window (flush with the padded border) also starts on the feature grid: a
+    # start off the grid would shift its features by a fraction of a cell and leave the last column uncovered.
+    images = _pad_to_multiple(images, step)
     height, width = images.shape[-2:]
-    grid_h, grid_w = math.ceil(height / step), math.ceil(width / step)
+    grid_h, grid_w = height // step, width // step
     total = None
     counts = torch.zeros(grid_h, grid_w, 1, dtype=images.dtype, device=images.device)
     for top in _window_starts(height, window, stride):

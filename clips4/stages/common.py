@@ -123,6 +123,8 @@ def worker_count(workers: int) -> int:
 
 
 _TASK: Callable[[int], None] | None = None
+#: Chunks a worker process handles before it is replaced by a fresh fork (see fill_chunks).
+WORKER_CHUNKS = 16
 
 
 def _run_task(chunk: int) -> int:
@@ -151,7 +153,9 @@ def fill_chunks(
             return
         _TASK = task
         try:
-            with get_context("fork").Pool(processes) as pool:
+            # Workers are replaced every WORKER_CHUNKS chunks: allocator fragmentation (glibc grows an arena per
+            # zarr decoding thread) then cannot make a worker's memory grow with the size of the dataset.
+            with get_context("fork").Pool(processes, maxtasksperchild=WORKER_CHUNKS) as pool:
                 for _ in pool.imap_unordered(_run_task, pending):
                     progress.update()
         finally:
