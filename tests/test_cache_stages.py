@@ -265,3 +265,29 @@ def test_stores_at_an_fsspec_url(params):
     assert outcome.exit_code == 0, outcome.output
     store = clips4.cache.open("memory://clips4-test/cache/superpixels.zarr")
     assert store.complete and store.image("val_000001").labels.shape == (48, 48)
+
+
+def test_clip_dense_killed_midway_resumes_to_the_same_store(params, monkeypatch, tmp_path):
+    import clips4.stages.clip_dense as stage
+
+    reference = tmp_path / "reference.zarr"
+    run_clip_dense(params, reference)
+    real = stage.dense_features_of
+    calls = []
+
+    def failing_after_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise Interrupted
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "dense_features_of", failing_after_two)
+    resumed = tmp_path / "resumed.zarr"
+    with pytest.raises(Interrupted):
+        run_clip_dense(params, resumed)
+    done_before = int(clips4.cache.open(str(resumed)).done_chunks().sum())
+    assert 0 < done_before < clips4.cache.open(str(reference)).done_chunks().size
+    monkeypatch.setattr(stage, "dense_features_of", real)
+    result = run_clip_dense(params, resumed)
+    assert result.complete and result.computed_chunks == result.total_chunks - done_before
+    _assert_same_store(reference, resumed)
