@@ -298,6 +298,10 @@ def write_small_store(
     header["complete"] = True
     target = str(path)
     build = target if is_url(target) else f"{target}.partial{os.getpid()}"
+    if not is_url(target):  # leftovers of killed writers (their pid is in the name)
+        for pattern in (".partial*", ".old*"):
+            for leftover in Path(target).parent.glob(Path(target).name + pattern):
+                shutil.rmtree(leftover, ignore_errors=True)
     remove_store(build)
     group = zarr.open_group(build, mode="w", attributes=header)
     for name, values in arrays.items():
