@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
-from clips4.cache.store import StoreError, store_exists
+from clips4.cache.store import StoreError, open_for_reading, store_exists
 from clips4.segments.types import ContourMap
 
 #: Attributes too long to print in a summary.
@@ -80,6 +81,22 @@ class RowStore(CacheStore):
     def row_done(self, row: int) -> bool:
         return bool(self._done[row // self.rows_per_chunk])
 
+    @property
+    def image_ids(self) -> list[str]:
+        """Ids of the images, in row order (train, then val)."""
+        return list(self.attrs["image_ids"])
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {image_id: row for row, image_id in enumerate(self.attrs["image_ids"])}
+
+    def index_of(self, image_id: str) -> int:
+        """The row (image index) of an image id."""
+        try:
+            return self._index[image_id]
+        except KeyError:
+            raise KeyError(f"{self.path}: no image {image_id!r}") from None
+
     def _require(self, row: int, what: str) -> None:
         if not 0 <= row < self.num_rows:
             raise IndexError(f"{what} {row} out of range: {self.path} has {self.num_rows}")
@@ -93,10 +110,6 @@ class ImageStore(RowStore):
     """A store with one row per image (contours, superpixels, clip_dense): train images, then val."""
 
     @property
-    def image_ids(self) -> list[str]:
-        return list(self.attrs["image_ids"])
-
-    @property
     def num_images(self) -> int:
         return self.num_rows
 
@@ -104,12 +117,6 @@ class ImageStore(RowStore):
     def splits(self) -> dict[str, tuple[int, int]]:
         """``{split: (first_row, stop_row)}``."""
         return {name: (int(a), int(b)) for name, (a, b) in self.attrs["splits"].items()}
-
-    def index_of(self, image_id: str) -> int:
-        try:
-            return self._index[image_id]
-        except KeyError:
-            raise KeyError(f"{self.path}: no image {image_id!r}") from None
 
     def _row(self, image: int | str) -> int:
         row = self.index_of(image) if isinstance(image, str) else int(image)
@@ -121,10 +128,6 @@ class ImageStore(RowStore):
     def _extents(self) -> np.ndarray:
         return np.asarray(self._arrays["extent"][:])
 
-    @functools.cached_property
-    def _index(self) -> dict[str, int]:
-        return {image_id: row for row, image_id in enumerate(self.attrs["image_ids"])}
-
     def extent(self, image: int | str) -> tuple[int, int]:
         row = self._row(image)
         return tuple(int(v) for v in self._extents[row])  # type: ignore[return-value]
@@ -135,10 +138,12 @@ class ImageStore(RowStore):
 
     def iter_images(self, split: str | None = None) -> Iterator[tuple[int, Any]]:
         """``(row, image(row))`` for the complete rows of ``split`` (all by default), one chunk read at a time."""
-        first, stop = self.splits[split] if split else (0, self.num_rows)
-        done = self.done_chunks()
+        return self.iter_rows(*(self.splits[split] if split else (0, self.num_rows)))
+
+    def iter_rows(self, first: int, stop: int) -> Iterator[tuple[int, Any]]:
+        """``(row, image(row))`` for the complete rows in ``[first, stop)``, one chunk read at a time."""
         for chunk_start in range(first - first % self.rows_per_chunk, stop, self.rows_per_chunk):
-            if not done[chunk_start // self.rows_per_chunk]:
+            if not self._done[chunk_start // self.rows_per_chunk]:
                 continue
             rows = range(max(first, chunk_start), min(stop, chunk_start + self.rows_per_chunk))
             block = {name: array[rows.start : rows.stop] for name, array in self._arrays.items() if name != "done"}
@@ -234,10 +239,6 @@ class SegmentsStore(RowStore):
     kind, stage = "segments", "segments"
 
     @property
-    def image_ids(self) -> list[str]:
-        return list(self.attrs["image_ids"])
-
-    @property
     def num_images(self) -> int:
         return len(self.attrs["image_ids"])
 
@@ -265,11 +266,11 @@ class SegmentsStore(RowStore):
 
     def segments_of(self, image: int | str) -> ImageSegments:
         """The superpixel embeddings and areas of one image (by row or id)."""
-        row = self.image_ids.index(image) if isinstance(image, str) else int(image)
+        row = self.index_of(image) if isinstance(image, str) else int(image)
         start, stop = (int(v) for v in self._offsets[row : row + 2])
         for chunk in range(start // self.rows_per_chunk, max(start, stop - 1) // self.rows_per_chunk + 1):
             if stop > start and not self._done[chunk]:
-                self._require(chunk * self.rows_per_chunk, f"segments of image {self.image_ids[row]!r}")
+                self._require(chunk * self.rows_per_chunk, f"segments of image {self.attrs['image_ids'][row]!r}")
         return ImageSegments(start, stop, self._arrays["embeddings"][start:stop], self._arrays["area"][start:stop])
 
     def iter_chunks(self, first: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -320,6 +321,11 @@ def open(path: str) -> CacheStore:
     if kind not in KINDS:
         raise StoreError(f"{path}: not a clips4 store (kind {kind!r}); expected one of {', '.join(KINDS)}")
     return KINDS[kind](path, group)
+
+
+def open_complete(path: str | Path, kind: str, stage: str) -> CacheStore:
+    """A complete store of ``kind``, typed; the error of :func:`open_for_reading` (which stage to run) otherwise."""
+    return KINDS[kind](str(path), open_for_reading(path, kind, stage=stage))
 
 
 def describe(path: str) -> str:

@@ -71,9 +71,8 @@ def run_clip_dense(params: Params, out: str | Path = DENSE_STORE, *, shard: tupl
     loaded.model.to(device).eval()
     images = image_list(params)
     step = feature_stride(loaded.model.visual)
-    sizes = np.array([images.image_size(row) for row in range(len(images))], np.int32)
-    grids = np.ceil(sizes / step).astype(np.int32)
-    grid_h, grid_w = (int(v) for v in grids.max(axis=0))
+    height, width = images.max_size()
+    grid_h, grid_w = math.ceil(height / step), math.ceil(width / step)
     dim = loaded.embed_dim
     layout = StoreLayout(
         kind="clip_dense",

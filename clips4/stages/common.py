@@ -84,6 +84,11 @@ class ImageList:
         except (OSError, ValueError) as err:
             raise Clips4Error(f"{path}: unreadable image ({err}); re-download or regenerate it") from err
 
+    def max_size(self) -> tuple[int, int]:
+        """(height, width) of the largest image: the padded extent of the image stores."""
+        sizes = np.array([self.image_size(row) for row in range(len(self))])
+        return int(sizes[:, 0].max()), int(sizes[:, 1].max())
+
     def identity(self) -> str:
         """A fingerprint of the image files (ids, sizes and modification times): cheap, and changes when they do."""
         stats = []

@@ -19,11 +19,6 @@ from clips4.params import Params
 from clips4.stages.common import CONTOURS_STORE, ImageList, StageResult, fill_chunks, image_list, pad_to
 
 
-def max_extent(images: ImageList) -> tuple[int, int]:
-    sizes = np.array([images.image_size(row) for row in range(len(images))])
-    return int(sizes[:, 0].max()), int(sizes[:, 1].max())
-
-
 def contours_fingerprint(params: Params, images: ImageList) -> str:
     weights = None
     if params.contours.method == "hed" and params.contours.hed_weights and Path(params.contours.hed_weights).is_file():
@@ -53,7 +48,7 @@ def run_contours(
     from clips4.segments.contours import detect_contours
 
     images = image_list(params)
-    height, width = max_extent(images)
+    height, width = images.max_size()
     layout = StoreLayout(
         kind="contours",
         rows=len(images),

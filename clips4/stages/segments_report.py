@@ -16,7 +16,6 @@ from tqdm import tqdm
 
 from clips4.params import Params
 from clips4.stages.common import image_list
-from clips4.stages.ucm import contour_map_of
 
 REPORT = Path("reports/segments.json")
 FIGURES = Path("reports/figures")
@@ -57,7 +56,7 @@ def write_quality_report(params: Params, contours: Any, superpixels: Any, report
         if label is None:
             continue
         scored += 1
-        contour_map = contour_map_of(contours, row)
+        contour_map = contours.image(row)
         height, width = contour_map.strength.shape
         gt = boundary_map(label)
         tolerance = tolerance_px(label.shape)

@@ -19,17 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from clips4.cache.api import open_complete
 from clips4.cache.store import (
     ArraySpec,
     ChunkedStore,
     StoreLayout,
     code_digest,
     fingerprint,
-    open_for_reading,
     rows_per_chunk,
 )
 from clips4.params import Params
-from clips4.segments.types import ContourMap
 from clips4.stages.common import (
     CONTOURS_STORE,
     SUPERPIXELS_STORE,
@@ -37,15 +36,6 @@ from clips4.stages.common import (
     fill_chunks,
     pad_to,
 )
-
-
-def contour_map_of(group: Any, row: int) -> ContourMap:
-    """The stored contour map of one image, cropped to its extent, as float32."""
-    height, width = (int(v) for v in group["extent"][row])
-    return ContourMap(
-        strength=np.asarray(group["strength"][row, :height, :width], np.float32),
-        orientation=np.asarray(group["orientation"][row, :height, :width], np.float32),
-    )
 
 
 def cut(ucm: Any, params: Params) -> np.ndarray:
@@ -64,9 +54,9 @@ def run_ucm(
     """OWT-UCM and superpixels for every image of the contours store; resumes an interrupted store."""
     from clips4.segments.ucm import owt_ucm
 
-    source = open_for_reading(contours, "contours", stage="contours")
-    rows = int(source.attrs["rows"])
-    height, width = source["strength"].shape[1:]
+    source = open_complete(contours, "contours", stage="contours")
+    rows = source.num_rows
+    height, width = source.arrays["strength"].shape[1:]
     layout = StoreLayout(
         kind="superpixels",
         rows=rows,
@@ -100,8 +90,7 @@ def run_ucm(
         labels = np.full((stop - start, height, width), -1, np.int32)
         num_regions = np.zeros(stop - start, np.int32)
         extent = np.zeros((stop - start, 2), np.int32)
-        for k, row in enumerate(range(start, stop)):
-            contour_map = contour_map_of(source, row)
+        for k, (_, contour_map) in enumerate(source.iter_rows(start, stop)):
             hierarchy = owt_ucm(contour_map)
             superpixels = cut(hierarchy, params)
             saliency[k] = pad_to(hierarchy.edge_saliency(), (2, height, width))
