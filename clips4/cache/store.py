@@ -230,11 +230,15 @@ class ChunkedStore:
             self.group[name][start:stop] = values
         self.group["done"][chunk] = 1
 
-    def finish(self, extra_attrs: Mapping[str, Any] | None = None) -> bool:
-        """Mark the store complete if every chunk is done; returns whether it is."""
+    def finish(self) -> bool:
+        """Mark the store complete if every chunk is done; returns whether it is.
+
+        A store already marked complete is left untouched, so rerunning a finished stage changes no file (and
+        DVC sees no change downstream).
+        """
         complete = bool(self.done_mask().all())
-        if complete:
-            self.group.attrs.update(_jsonable({**(extra_attrs or {}), "complete": True, "completed": now_utc()}))
+        if complete and not self.group.attrs.get("complete"):
+            self.group.attrs.update({"complete": True, "completed": now_utc()})
         return complete
 
 
