@@ -247,7 +247,8 @@ def _jobs(params: SynthParams, seed: int, root: Path) -> Iterator[tuple[SynthPar
             yield params, seed, split, index, str(root)
 
 
-def _worker_count(workers: int) -> int:
+def worker_count(workers: int) -> int:
+    """Worker processes for ``--workers``: 0 means every core this process may use."""
     return workers or len(os.sched_getaffinity(0))
 
 
@@ -262,7 +263,7 @@ def write_world(params: SynthParams, seed: int, out: str | Path, workers: int = 
     shutil.rmtree(partial, ignore_errors=True)
     (partial / "ImageSets" / "Segmentation").mkdir(parents=True)
     jobs = list(_jobs(params, seed, partial))
-    processes = min(_worker_count(workers), max(1, len(jobs) // 256))
+    processes = min(worker_count(workers), max(1, len(jobs) // 256))
     progress = dict(total=len(jobs), desc="synth images", unit="img", mininterval=1.0)
     if processes > 1:
         with get_context("fork").Pool(processes) as pool:

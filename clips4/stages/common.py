@@ -18,6 +18,7 @@ from tqdm import tqdm
 from clips4.cache.store import ChunkedStore, fingerprint
 from clips4.data.layouts import open_dataset
 from clips4.data.segmentation import SegmentationDataset
+from clips4.data.synth import worker_count
 from clips4.errors import Clips4Error
 from clips4.params import Params
 
@@ -120,11 +121,6 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     if not (world >= 1 and 0 <= rank < world):
         raise Clips4Error(f"--shard: need 0 <= RANK < WORLD, got {shard!r}")
     return rank, world
-
-
-def worker_count(workers: int) -> int:
-    """0 means every core this process may use."""
-    return workers or len(os.sched_getaffinity(0))
 
 
 _TASK: Callable[[int], None] | None = None
