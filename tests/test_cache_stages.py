@@ -15,7 +15,7 @@ import torch
 import yaml
 
 import clips4.cache
-from clips4.cache.store import StoreError
+from clips4.cache.store import StoreError, store_exists
 from clips4.clip.loading import build_model, model_config, save_clip_checkpoint
 from clips4.data.synth import write_world
 from clips4.params import load_params
@@ -304,3 +304,17 @@ def test_rerunning_a_complete_stage_changes_no_file(params, tmp_path):
     after = {p: p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
     assert result.complete and result.computed_chunks == 0
     assert before == after
+
+
+def test_hed_without_weights_stops_before_any_work(project, params):
+    from typer.testing import CliRunner
+
+    from clips4.cli import app
+
+    config = yaml.safe_load((project / "params.yaml").read_text())
+    config["contours"] = {"method": "hed"}
+    (project / "hed.yaml").write_text(yaml.safe_dump(config))
+    outcome = CliRunner().invoke(app, ["contours", "--params", "hed.yaml", "--cache-dir", "memory://clips4-hed/cache"])
+    assert outcome.exit_code == 1
+    assert "contours.hed_weights" in outcome.output and "network-bsds500.pytorch" in outcome.output
+    assert not store_exists("memory://clips4-hed/cache/contours.zarr")  # nothing was created

@@ -47,6 +47,10 @@ def run_contours(
     """Detect contours (``contours.method``) on every image; resumes an interrupted store."""
     from clips4.segments.contours import detect_contours
 
+    if params.contours.method == "hed":  # fail on missing weights before any work, with the weights' help
+        from clips4.segments.hed import load_hed
+
+        load_hed(params.contours.hed_weights)
     images = image_list(params)
     height, width = images.max_size()
     layout = StoreLayout(
@@ -66,10 +70,6 @@ def run_contours(
         "params": {"contours": params.contours},
     }
     store = ChunkedStore.open(out, layout, contours_fingerprint(params, images), attrs, clevel=params.cache.clevel)
-    if params.contours.method == "hed":  # fail on missing weights before forking workers, with the weights' help
-        from clips4.segments.hed import load_hed
-
-        load_hed(params.contours.hed_weights)
 
     def task(chunk: int) -> None:
         start, stop = layout.chunk_rows(chunk)
