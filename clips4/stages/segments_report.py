@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from clips4.cache.api import ContoursStore, SuperpixelsStore
+from clips4.data.layouts import open_dataset
 from clips4.params import Params
-from clips4.stages.common import image_list
 
 REPORT = Path("reports/segments.json")
 FIGURES = Path("reports/figures")
@@ -25,7 +26,9 @@ REGION_COUNTS = (8, 16, 32, 64, 128)
 OVERLAY_IMAGES = 8
 
 
-def write_quality_report(params: Params, contours: Any, superpixels: Any, report: Path = REPORT) -> dict[str, Any]:
+def write_quality_report(
+    params: Params, contours: ContoursStore, superpixels: SuperpixelsStore, report: Path = REPORT
+) -> dict[str, Any]:
     """Boundary precision/recall/F of the contours and of the UCM, and the achievable segmentation accuracy of
     the superpixels, on the first ``ucm.quality_images`` val images; written to ``report`` with figures."""
     from clips4.eval.metrics import mean_iou, pixel_accuracy
@@ -40,10 +43,9 @@ def write_quality_report(params: Params, contours: Any, superpixels: Any, report
     )
     from clips4.segments.ucm import owt_ucm, ucm_image
 
-    images = image_list(params)
-    val_start, val_stop = contours.attrs["splits"][params.dataset.val_split]
+    dataset = open_dataset(params.dataset.name, params.dataset.root, params.dataset.val_split)
+    val_start, val_stop = contours.splits[params.dataset.val_split]
     rows = range(val_start, min(val_stop, val_start + params.ucm.quality_images))
-    dataset, _ = images.locate(val_start)
     num_classes = len(dataset.class_names)
     thresholds = DEFAULT_THRESHOLDS
     counts = {"contours": np.zeros((len(thresholds), 4), np.int64), "ucm": np.zeros((len(thresholds), 4), np.int64)}
@@ -57,15 +59,14 @@ def write_quality_report(params: Params, contours: Any, superpixels: Any, report
             continue
         scored += 1
         contour_map = contours.image(row)
-        height, width = contour_map.strength.shape
+        stored = superpixels.image(row)
         gt = boundary_map(label)
         tolerance = tolerance_px(label.shape)
-        stored = np.asarray(superpixels["ucm"][row, :, :height, :width], np.float32)
         counts["contours"] += boundary_counts(contour_map.strength, gt, thresholds, tolerance)
-        counts["ucm"] += boundary_counts(ucm_image(stored), gt, thresholds, tolerance)
-        labels = np.asarray(superpixels["labels"][row, :height, :width])
+        counts["ucm"] += boundary_counts(ucm_image(stored.ucm), gt, thresholds, tolerance)
+        labels = stored.labels
         confusion += superpixel_confusion(labels, label, num_classes)
-        region_counts.append(int(superpixels["num_regions"][row]))
+        region_counts.append(stored.num_regions)
         hierarchy = owt_ucm(contour_map)
         for n in REGION_COUNTS:
             confusion_at[n] += superpixel_confusion(hierarchy.cut(regions=n), label, num_classes)

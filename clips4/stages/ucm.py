@@ -105,5 +105,5 @@ def run_ucm(
     if complete:
         from clips4.stages.segments_report import write_quality_report
 
-        write_quality_report(params, source, store.group)
+        write_quality_report(params, source, open_complete(out, "superpixels", stage="ucm"))
     return StageResult(str(out), rows, len(pending), layout.num_chunks, complete)
