@@ -40,16 +40,36 @@ ShardOption = Annotated[
     typer.Option(
         "--shard",
         help="RANK/WORLD: fill only the RANK-th of WORLD contiguous chunk ranges of the store (0-based), so that "
-        "several processes or machines (e.g. torchrun ranks: --shard $RANK/$WORLD_SIZE) fill one store at once.",
+        "several processes or machines fill one store at once. Default: torchrun's RANK/WORLD_SIZE, or SLURM_PROCID/"
+        "SLURM_NTASKS inside an srun step, else 0/1. Only rank 0 creates or rebuilds the store.",
+    ),
+]
+RebuildOption = Annotated[
+    bool,
+    typer.Option(
+        "--rebuild",
+        help="Replace the store when it is stale (its params, inputs or code changed) and holds finished work; "
+        "without it such a store stops the command and the message says what changed. A store that is up to date "
+        "is resumed either way (dvc.yaml passes --rebuild).",
     ),
 ]
 
+DEFAULT_CACHE_DIR = "data/cache"
 CacheDirOption = Annotated[
     str,
     typer.Option(
         "--cache-dir",
         help="Folder (or fsspec URL such as s3://bucket/cache) of the stores this command reads and writes; "
         "the DVC pipeline uses the default.",
+    ),
+]
+ReportsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--reports-dir",
+        help="Folder for segments.json and figures/. Default: reports/, or with another local --cache-dir, a "
+        "reports folder beside it (required with a URL --cache-dir).",
+        file_okay=False,
     ),
 ]
 
@@ -181,6 +201,17 @@ def store_path(cache_dir: str, name: str) -> str:
     return f"{cache_dir.rstrip('/')}/{name}.zarr"
 
 
+def reports_dir_for(cache_dir: str, reports_dir: Path | None) -> Path:
+    """Where the ucm stage writes its report: never into the project when the caches live elsewhere."""
+    if reports_dir is not None:
+        return reports_dir
+    if cache_dir == DEFAULT_CACHE_DIR:
+        return Path("reports")
+    if "://" in cache_dir:
+        raise fail(f"--cache-dir {cache_dir} is a URL: give --reports-dir DIR for segments.json and figures", code=2)
+    return Path(cache_dir.rstrip("/")).parent / "reports"
+
+
 def _report_stage(name: str, result: Any) -> None:
     done = "complete" if result.complete else "waiting for the other shards"
     typer.echo(
@@ -195,15 +226,15 @@ def contours(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
     workers: WorkersOption = 0,
     shard: ShardOption = None,
-    cache_dir: CacheDirOption = "data/cache",
+    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    rebuild: RebuildOption = False,
 ) -> None:
     """Contour maps of every train and val image (contours.method) into data/cache/contours.zarr; resumable."""
     from clips4.stages.common import parse_shard
     from clips4.stages.contours import run_contours
 
-    result = run_contours(
-        read_params(params), store_path(cache_dir, "contours"), workers=workers, shard=parse_shard(shard)
-    )
+    config, where = read_params(params), parse_shard(shard)
+    result = run_contours(config, store_path(cache_dir, "contours"), workers=workers, shard=where, rebuild=rebuild)
     _report_stage("contours", result)
 
 
@@ -213,7 +244,9 @@ def ucm(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
     workers: WorkersOption = 0,
     shard: ShardOption = None,
-    cache_dir: CacheDirOption = "data/cache",
+    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    rebuild: RebuildOption = False,
+    reports_dir: ReportsDirOption = None,
 ) -> None:
     """OWT-UCM and superpixels (ucm.regions or ucm.threshold) into data/cache/superpixels.zarr, and their quality
     on the val split into reports/segments.json and reports/figures/; resumable."""
@@ -221,19 +254,25 @@ def ucm(
     from clips4.stages.ucm import run_ucm
 
     paths = [store_path(cache_dir, name) for name in ("contours", "superpixels")]
-    _report_stage("ucm", run_ucm(read_params(params), *paths, workers=workers, shard=parse_shard(shard)))
+    reports = reports_dir_for(cache_dir, reports_dir)
+    config, where = read_params(params), parse_shard(shard)
+    _report_stage("ucm", run_ucm(config, *paths, workers=workers, shard=where, rebuild=rebuild, reports_dir=reports))
 
 
 @app.command("clip-dense")
 @user_errors
 def clip_dense(
-    params: ParamsOption = DEFAULT_PARAMS_PATH, shard: ShardOption = None, cache_dir: CacheDirOption = "data/cache"
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+    shard: ShardOption = None,
+    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    rebuild: RebuildOption = False,
 ) -> None:
     """Dense CLIP embeddings of every train and val image into data/cache/clip_dense.zarr (GPU when present)."""
     from clips4.stages.clip_dense import run_clip_dense
     from clips4.stages.common import parse_shard
 
-    result = run_clip_dense(read_params(params), store_path(cache_dir, "clip_dense"), shard=parse_shard(shard))
+    config, where = read_params(params), parse_shard(shard)
+    result = run_clip_dense(config, store_path(cache_dir, "clip_dense"), shard=where, rebuild=rebuild)
     _report_stage("clip_dense", result)
 
 
@@ -243,14 +282,16 @@ def segments(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
     workers: WorkersOption = 0,
     shard: ShardOption = None,
-    cache_dir: CacheDirOption = "data/cache",
+    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    rebuild: RebuildOption = False,
 ) -> None:
     """CLIP embedding of every superpixel (mean dense feature) into data/cache/segments.zarr; resumable."""
     from clips4.stages.common import parse_shard
     from clips4.stages.segments import run_segments
 
     paths = [store_path(cache_dir, name) for name in ("superpixels", "clip_dense", "segments")]
-    _report_stage("segments", run_segments(read_params(params), *paths, workers=workers, shard=parse_shard(shard)))
+    config, where = read_params(params), parse_shard(shard)
+    _report_stage("segments", run_segments(config, *paths, workers=workers, shard=where, rebuild=rebuild))
 
 
 @app.command()
@@ -279,6 +320,28 @@ def cache_info(path: Annotated[str, typer.Argument(help="A store under data/cach
     from clips4.cache.api import describe
 
     typer.echo(describe(path))
+
+
+@cache_app.command("verify")
+@user_errors
+def cache_verify(
+    path: Annotated[str, typer.Argument(help="A store under data/cache/ (folder or fsspec URL).")],
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Mark the bad chunks not done, so that rerunning the stage redoes them.")
+    ] = False,
+) -> None:
+    """Decode every chunk marked done; name each bad one (missing, undecodable, NaN) with its images; exit 1 if any."""
+    from clips4.cache.api import open as open_store
+    from clips4.cache.api import verify_store
+
+    bad = verify_store(path, repair=repair)
+    for chunk in bad:
+        typer.echo(f"{path}: {chunk}", err=True)
+    if bad:
+        stage = open_store(path).stage
+        then = f"marked not done; rerun `clips4 {stage}`" if repair else f"run with --repair, then `clips4 {stage}`"
+        raise fail(f"{path}: {len(bad)} bad chunk(s); {then}")
+    typer.echo(f"{path}: every chunk marked done decodes; no problems")
 
 
 # --- evaluate ---

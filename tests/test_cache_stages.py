@@ -102,12 +102,19 @@ def test_contours_killed_midway_resume_without_redoing_work(params, monkeypatch,
     _assert_same_store(reference, resumed)
 
 
-def test_stale_store_is_rebuilt_when_params_change(params, tmp_path):
+def test_stale_store_needs_rebuild_says_what_changed_then_is_rebuilt(params, tmp_path):
+    """A complete store whose params changed is kept and named (issue 9, item 7) until --rebuild replaces it."""
     path = tmp_path / "contours.zarr"
     run_contours(params, path, workers=1)
     before = clips4.cache.open(str(path))
+    files = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
     changed = load_params("params.yaml", overrides={"contours.sigma": 2.0})
-    result = run_contours(changed, path, workers=1)
+    with pytest.raises(
+        StoreError, match=r"complete but is stale \(changed: contours\.sigma\); rerun `clips4 contours --rebuild`"
+    ):
+        run_contours(changed, path, workers=1)
+    assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == files  # nothing touched
+    result = run_contours(changed, path, workers=1, rebuild=True)
     after = clips4.cache.open(str(path))
     assert result.computed_chunks == result.total_chunks  # everything recomputed, nothing resumed
     assert after.fingerprint != before.fingerprint
@@ -251,7 +258,7 @@ def test_cache_info_and_stage_commands(params, project):
     assert outcome.exit_code == 1 and "--shard" in outcome.output
 
 
-def test_stores_at_an_fsspec_url(params):
+def test_stores_at_an_fsspec_url(params, tmp_path):
     """`--cache-dir` takes fsspec URLs (memory:// here, s3:// with credentials): write, resume, read back."""
     from typer.testing import CliRunner
 
@@ -262,8 +269,12 @@ def test_stores_at_an_fsspec_url(params):
         outcome = runner.invoke(app, ["contours", "-j", "1", "--cache-dir", "memory://clips4-test/cache"])
         assert outcome.exit_code == 0, outcome.output
     assert "computed 0 of 9 chunks now; complete" in outcome.output
-    outcome = runner.invoke(app, ["ucm", "-j", "1", "--cache-dir", "memory://clips4-test/cache"])
+    ucm = ["ucm", "-j", "1", "--cache-dir", "memory://clips4-test/cache"]
+    outcome = runner.invoke(app, ucm)  # a URL cache has no folder beside it for the report: say so, do nothing
+    assert outcome.exit_code == 2 and "--reports-dir" in outcome.output
+    outcome = runner.invoke(app, [*ucm, "--reports-dir", str(tmp_path / "reports")])
     assert outcome.exit_code == 0, outcome.output
+    assert (tmp_path / "reports" / "segments.json").is_file() and (tmp_path / "reports" / "figures").is_dir()
     store = clips4.cache.open("memory://clips4-test/cache/superpixels.zarr")
     assert store.complete and store.image("val_000001").labels.shape == (48, 48)
 

@@ -2,7 +2,9 @@
 
 Each store kind gets a small class with its shapes, dtypes and provenance, per-image views cropped to the
 image's valid extent, and iteration in chunk order (one chunk decoded at a time). A row whose chunk was not
-completed (an interrupted stage) is never served: asking for it raises :class:`StoreError` naming the image.
+completed (an interrupted stage), lost its file, or cannot be decoded is never served: asking for it raises
+:class:`StoreError` naming the store, the chunk and the image (reads go through
+:class:`clips4.cache.integrity.CheckedArray`, which also refuses the NaN fill value of a missing float chunk).
 
 A store object is a snapshot: the arrays, the per-chunk done flags and the image extents are read once, when it is
 opened (so that a random read costs one Zarr read), and rows completed later need a fresh ``open``.
@@ -19,7 +21,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from clips4.cache.store import StoreError, open_for_reading, store_exists
+from clips4.cache.integrity import BadChunk, CheckedArray, RowNames, mark_not_done, missing_chunks, verify
+from clips4.cache.store import StoreError, read_header, require_arrays, validate_for_reading
 from clips4.segments.types import ContourMap
 
 #: Attributes too long to print in a summary.
@@ -36,11 +39,21 @@ class CacheStore:
         self.path = path
         self.group = group
         self.attrs: dict[str, Any] = dict(group.attrs.asdict())
-        self._arrays: dict[str, zarr.Array] = dict(group.arrays())
+        require_arrays(group, path, f"clips4 {self.stage}")
+        names = RowNames(group)
+        self._arrays: dict[str, CheckedArray] = {
+            name: CheckedArray(path, name, array, names, self.stage) for name, array in group.arrays()
+        }
 
     @property
     def complete(self) -> bool:
-        return bool(self.attrs.get("complete"))
+        """Marked complete, and no chunk marked done has lost its file."""
+        return bool(self.attrs.get("complete")) and not self.lost_chunks
+
+    @property
+    def lost_chunks(self) -> dict[int, list[str]]:
+        """``{chunk: arrays}`` of the chunks marked done whose file is missing (none for whole-array stores)."""
+        return {}
 
     @property
     def fingerprint(self) -> str | None:
@@ -52,7 +65,8 @@ class CacheStore:
         return {k: v for k, v in self.attrs.items() if k not in _BULKY_ATTRS}
 
     @property
-    def arrays(self) -> dict[str, zarr.Array]:
+    def arrays(self) -> dict[str, CheckedArray]:
+        """The arrays, read-checked (``.array`` is the plain zarr array)."""
         return dict(self._arrays)
 
     def __repr__(self) -> str:
@@ -77,6 +91,14 @@ class RowStore(CacheStore):
 
     def done_chunks(self) -> np.ndarray:
         return self._done.copy()
+
+    @functools.cached_property
+    def _lost(self) -> dict[int, list[str]]:
+        return missing_chunks(self.group)
+
+    @property
+    def lost_chunks(self) -> dict[int, list[str]]:
+        return dict(self._lost)
 
     def row_done(self, row: int) -> bool:
         return bool(self._done[row // self.rows_per_chunk])
@@ -103,6 +125,12 @@ class RowStore(CacheStore):
         if not self.row_done(row):
             raise StoreError(
                 f"{self.path}: {what} is not computed yet (interrupted stage); rerun `clips4 {self.stage}` to finish"
+            )
+        chunk = row // self.rows_per_chunk
+        if chunk in self._lost:
+            raise StoreError(
+                f"{self.path}: {what} is in chunk {chunk}, whose file of {', '.join(self._lost[chunk])} is missing; "
+                f"rerun `clips4 {self.stage}` to recompute it (`clips4 cache verify {self.path}` lists bad chunks)"
             )
 
 
@@ -146,6 +174,7 @@ class ImageStore(RowStore):
             if not self._done[chunk_start // self.rows_per_chunk]:
                 continue
             rows = range(max(first, chunk_start), min(stop, chunk_start + self.rows_per_chunk))
+            self._require(rows.start, f"image {self.attrs['image_ids'][rows.start]!r} (row {rows.start})")
             block = {name: array[rows.start : rows.stop] for name, array in self._arrays.items() if name != "done"}
             for row in rows:
                 yield row, self._view({name: values[row - rows.start] for name, values in block.items()})
@@ -255,9 +284,9 @@ class SegmentsStore(RowStore):
         return self._offsets.copy()
 
     @property
-    def embeddings(self) -> zarr.Array:
-        """The flat ``[S, D]`` float16 array (lazy: slice it to read)."""
-        return self.group["embeddings"]
+    def embeddings(self) -> CheckedArray:
+        """The flat ``[S, D]`` float16 array (lazy: slice it to read; reads are checked)."""
+        return self._arrays["embeddings"]
 
     def segment_rows(self, split: str) -> tuple[int, int]:
         """``(first_row, stop_row)`` of a split's segments."""
@@ -269,8 +298,10 @@ class SegmentsStore(RowStore):
         row = self.index_of(image) if isinstance(image, str) else int(image)
         start, stop = (int(v) for v in self._offsets[row : row + 2])
         for chunk in range(start // self.rows_per_chunk, max(start, stop - 1) // self.rows_per_chunk + 1):
-            if stop > start and not self._done[chunk]:
-                self._require(chunk * self.rows_per_chunk, f"segments of image {self.attrs['image_ids'][row]!r}")
+            if stop > start:
+                self._require(
+                    max(start, chunk * self.rows_per_chunk), f"segments of image {self.attrs['image_ids'][row]!r}"
+                )
         return ImageSegments(start, stop, self._arrays["embeddings"][start:stop], self._arrays["area"][start:stop])
 
     def iter_chunks(self, first: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -279,7 +310,7 @@ class SegmentsStore(RowStore):
         for start in range(first - first % self.rows_per_chunk, stop, self.rows_per_chunk):
             lo, hi = max(first, start), min(stop, start + self.rows_per_chunk)
             self._require(lo, f"segment row {lo}")
-            yield lo, self.group["embeddings"][lo:hi]
+            yield lo, self._arrays["embeddings"][lo:hi]
 
 
 class PrototypesStore(CacheStore):
@@ -290,11 +321,11 @@ class PrototypesStore(CacheStore):
 
     @property
     def known(self) -> np.ndarray:
-        return np.asarray(self.group["known"][:])
+        return np.asarray(self._arrays["known"][:])
 
     @property
     def unknown(self) -> np.ndarray:
-        return np.asarray(self.group["unknown"][:])
+        return np.asarray(self._arrays["unknown"][:])
 
     @property
     def known_classes(self) -> list[str]:
@@ -314,18 +345,35 @@ def open(path: str) -> CacheStore:
     """Open any clips4 store read-only as its typed class (an incomplete store opens too; its missing rows
     raise on access)."""
     path = str(path)
-    if not store_exists(path):
+    attrs = read_header(path)
+    if attrs is None:
         raise StoreError(f"{path}: no cache store here; build it with `dvc repro` (see docs/caches.md)")
-    group = zarr.open_group(path, mode="r")
-    kind = group.attrs.get("kind")
+    kind = attrs.get("kind")
     if kind not in KINDS:
         raise StoreError(f"{path}: not a clips4 store (kind {kind!r}); expected one of {', '.join(KINDS)}")
-    return KINDS[kind](path, group)
+    return KINDS[kind](path, zarr.open_group(path, mode="r"))
 
 
 def open_complete(path: str | Path, kind: str, stage: str) -> CacheStore:
     """A complete store of ``kind``, typed; the error of :func:`open_for_reading` (which stage to run) otherwise."""
-    return KINDS[kind](str(path), open_for_reading(path, kind, stage=stage))
+    return KINDS[kind](str(path), validate_for_reading(path, kind, stage=stage))
+
+
+def verify_store(path: str, *, repair: bool = False) -> list[BadChunk]:
+    """Decode every chunk marked done of a store; the bad ones (``clips4 cache verify``). With ``repair``, clear
+    their done flags (and ``complete``), so that rerunning the stage recomputes exactly them."""
+    store = open(path)
+    bad = verify(store.group, path)
+    if repair and bad:
+        if any(b.chunk < 0 for b in bad):
+            raise StoreError(
+                f"{path}: an array lost its metadata; rerun `clips4 {store.stage}` (it recreates it and recomputes "
+                "the chunks whose files are gone)"
+            )
+        if not isinstance(store, RowStore):
+            raise StoreError(f"{path}: a {store.kind} store is written whole; rerun `clips4 {store.stage}`")
+        mark_not_done(zarr.open_group(path, mode="a"), [b.chunk for b in bad if b.array != "done"])
+    return bad
 
 
 def describe(path: str) -> str:
@@ -333,7 +381,15 @@ def describe(path: str) -> str:
     import json
 
     store = open(path)
-    lines = [f"{store.path}: {store.kind} store, {'complete' if store.complete else 'INCOMPLETE'}"]
+    lost = store.lost_chunks
+    state = "complete" if store.complete else "DAMAGED" if lost else "INCOMPLETE"
+    lines = [f"{store.path}: {store.kind} store, {state}"]
+    if lost:
+        first, names = next(iter(lost.items()))
+        lines.append(
+            f"  {len(lost)} chunk(s) marked done lost their files (first: chunk {first} of {', '.join(names)}); "
+            f"rerun `clips4 {store.stage}` to recompute them; `clips4 cache verify {store.path}` lists them"
+        )
     if isinstance(store, RowStore):
         done = store.done_chunks()
         lines.append(

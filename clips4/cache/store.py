@@ -9,9 +9,10 @@ through a temporary name and a rename, so a killed writer leaves whole files onl
 is unset is simply computed again on the next run.
 
 The store's ``fingerprint`` attribute is a hash of everything its content depends on (the params it reads, its
-inputs' fingerprints, the code that computes it). Opening a store for writing with the same fingerprint resumes
-it; with another fingerprint the stale store is removed first. DVC keeps these outputs between runs
-(``persist: true`` in dvc.yaml) so that a killed ``dvc repro`` resumes instead of starting over.
+inputs' content, the code that computes it); ``fingerprint_parts`` keeps one hash per part. Opening a store for
+writing with the same fingerprint resumes it. A stale store that holds finished work is only replaced when asked
+(``--rebuild``), and the error says which parts changed. A store whose header cannot be read is never removed.
+DVC keeps these outputs between runs (``persist: true`` in dvc.yaml) so that a killed ``dvc repro`` resumes.
 
 Paths may be local folders or fsspec URLs (``s3://bucket/cache/clip_dense.zarr``) where credentials exist.
 """
@@ -19,13 +20,14 @@ Paths may be local folders or fsspec URLs (``s3://bucket/cache/clip_dense.zarr``
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import hashlib
 import importlib.util
 import json
 import math
 import os
 import shutil
+import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +38,17 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from clips4 import __version__
-from clips4.errors import Clips4Error
+from clips4.cache.errors import StoreError
+from clips4.cache.integrity import CheckedGroup, mark_not_done, missing_chunks
 
 #: Version of the on-disk layout; part of every fingerprint, so a layout change rebuilds old stores.
-STORE_FORMAT = 1
+#: 2: NaN fill values, a file for every written chunk, per-part fingerprints, content-hashed images, no timestamps.
+STORE_FORMAT = 2
+#: How long shards other than rank 0 wait for rank 0's store (seconds), and how often they look.
+SHARD_WAIT_S = 600.0
+SHARD_POLL_S = 1.0
 
-
-class StoreError(Clips4Error):
-    """A cache store is missing, incomplete, stale or of the wrong kind; the message says which stage to run."""
+__all__ = ["StoreError"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,14 @@ class ArraySpec:
 
     shape: tuple[int, ...]
     dtype: str
-    fill_value: float | int = 0
+    #: ``None``: NaN for float arrays (a lost chunk reads as NaN, which the readers refuse), else 0.
+    fill_value: float | int | None = None
+
+    @property
+    def fill(self) -> float | int:
+        if self.fill_value is not None:
+            return self.fill_value
+        return math.nan if np.dtype(self.dtype).kind == "f" else 0
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,26 @@ def fingerprint(**parts: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
+def fingerprint_parts(parts: Mapping[str, Any]) -> dict[str, str]:
+    """One short hash per leaf of ``parts``, keyed by its dotted path (``contours.sigma``, ``images.val``)."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            flat[prefix] = hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+    walk("", _jsonable(dict(parts)))
+    return dict(sorted(flat.items()))
+
+
+def combine_parts(hashes: Mapping[str, str]) -> str:
+    """The store fingerprint: one hash of the per-part hashes."""
+    return hashlib.sha256(json.dumps(dict(hashes), sort_keys=True).encode()).hexdigest()[:24]
+
+
 def is_url(path: str | Path) -> bool:
     return "://" in str(path)
 
@@ -120,6 +152,7 @@ def remove_store(path: str | Path) -> None:
 
 
 def store_exists(path: str | Path) -> bool:
+    """Whether ``path`` has a store header (``zarr.json``)."""
     if is_url(path):
         import fsspec
 
@@ -128,8 +161,34 @@ def store_exists(path: str | Path) -> bool:
     return (Path(path) / "zarr.json").is_file()
 
 
-def now_utc() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+def _has_files(path: str | Path) -> bool:
+    """Whether anything is at ``path`` (a folder without a header still counts)."""
+    if is_url(path):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(str(path))
+        return bool(fs.exists(root))
+    return os.path.lexists(path)
+
+
+def read_header(path: str | Path) -> dict[str, Any] | None:
+    """The store's attributes; ``None`` when there is no header file. A header that exists but cannot be read
+    (a network error, a damaged file) raises :class:`StoreError`: such a store is never taken for absent, so no
+    caller removes it."""
+    try:
+        if not store_exists(path):
+            return None
+        return dict(zarr.open_group(str(path), mode="r").attrs.asdict())
+    except Exception as err:
+        raise StoreError(
+            f"{path}: cannot read the store header ({type(err).__name__}: {err}); nothing was changed or removed. "
+            f"Check the path or the connection and rerun; if {path}/zarr.json is damaged, delete the store yourself"
+        ) from None
+
+
+def _say(message: str) -> None:
+    """A note on stderr (progress bars and results go to stdout/stderr as usual)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 class ChunkedStore:
@@ -145,76 +204,88 @@ class ChunkedStore:
         cls,
         path: str | Path,
         layout: StoreLayout,
-        content_fingerprint: str,
+        parts: Mapping[str, Any],
         attrs: Mapping[str, Any],
         *,
+        stage: str,
         clevel: int = 5,
         static: Mapping[str, np.ndarray] | None = None,
+        rebuild: bool = False,
+        shard: tuple[int, int] = (0, 1),
+        wait_s: float | None = None,
     ) -> ChunkedStore:
-        """Resume the store at ``path`` if it has this content fingerprint and layout, else (re)create it empty.
+        """Resume the store at ``path`` if its fingerprint matches ``parts``; else create or rebuild it (rank 0).
 
-        ``static`` arrays (not split by rows, e.g. the segments' ``offsets``) are written whole on every open:
-        their content is a function of the fingerprint, so rewriting them is idempotent and repairs a store
-        killed while being created.
+        ``parts`` are what the content depends on (params, inputs' fingerprints, code digests); the layout, codec
+        level and store format are added, and each part's hash is kept in the ``fingerprint_parts`` attribute so
+        that a stale store says what changed. A stale store that holds finished work is replaced only with
+        ``rebuild`` (``clips4 <stage> --rebuild``; dvc.yaml passes it); a stale store with no finished chunk is
+        replaced without it. Only shard rank 0 creates, rebuilds or removes; other ranks wait up to ``wait_s``
+        for rank 0's store. Every rank then checks that its chunks marked done still have their files, and marks
+        the ones that lost a file not done, so that they are computed again.
+
+        ``static`` arrays (not split by rows, e.g. the segments' ``offsets``) are written whole by rank 0 on
+        every open: their content is a function of the fingerprint, so rewriting them is idempotent.
         """
-        # The layout and codec are part of the store's identity: a store chunked or compressed differently is
-        # rebuilt, never resumed into.
-        store_fingerprint = fingerprint(content=content_fingerprint, layout=layout, clevel=clevel)
-        existing = _read_attrs(path)
-        if existing is not None and existing.get("fingerprint") != store_fingerprint:
-            remove_store(path)
-        if existing is None or existing.get("fingerprint") != store_fingerprint:
-            header = {
-                **attrs,
-                "kind": layout.kind,
-                "format": STORE_FORMAT,
-                "fingerprint": store_fingerprint,
-                "clips4_version": __version__,
-                "created": now_utc(),
-                "rows": layout.rows,
-                "rows_per_chunk": layout.rows_per_chunk,
-                "complete": False,
-            }
-            # The group's metadata (with the fingerprint) is one atomically written file, so a concurrent
-            # writer with the same fingerprint sees either no store or this one, never a foreign half-store.
-            try:
-                group = zarr.open_group(str(path), mode="w-", attributes=_jsonable(header))
-            except (zarr.errors.ContainsGroupError, FileExistsError):  # another shard created it first
-                group = zarr.open_group(str(path), mode="a")
-                if group.attrs.get("fingerprint") != store_fingerprint:
-                    raise StoreError(
-                        f"{path}: another process is writing a different version of this store (fingerprint "
-                        f"{group.attrs.get('fingerprint')}, ours {store_fingerprint}); run one configuration at a time"
-                    ) from None
+        hashes = fingerprint_parts({**parts, "format": STORE_FORMAT, "layout": layout, "cache": {"clevel": clevel}})
+        store_fingerprint = combine_parts(hashes)
+        names = [*layout.arrays, *(static or {}), "done"]
+        header = {
+            **attrs,
+            "kind": layout.kind,
+            "format": STORE_FORMAT,
+            "fingerprint": store_fingerprint,
+            "fingerprint_parts": hashes,
+            "clips4_version": __version__,
+            "rows": layout.rows,
+            "rows_per_chunk": layout.rows_per_chunk,
+            "row_arrays": list(layout.arrays),
+            "arrays": names,
+            "complete": False,
+        }
+        if shard[0] == 0:
+            group = _create_or_resume(path, header, rebuild=rebuild, stage=stage)
+            compressor = _compressor(clevel)
+            with zarr.config.set({"array.write_empty_chunks": True}):
+                for name, spec in layout.arrays.items():
+                    shape, chunks = (layout.rows, *spec.shape), (layout.rows_per_chunk, *spec.shape)
+                    _ensure_array(group, name, shape, chunks, spec.dtype, spec.fill_value, compressor)
+                for name, values in (static or {}).items():
+                    array = _ensure_array(
+                        group, name, values.shape, values.shape or (1,), values.dtype.str, 0, compressor
+                    )
+                    array[...] = values
+                # Created last: other ranks take the store as ready once it exists.
+                _ensure_array(group, "done", (layout.num_chunks,), (1,), "uint8", 0, None)
         else:
-            group = zarr.open_group(str(path), mode="a")
-        compressor = _compressor(clevel)
-        for name, spec in layout.arrays.items():
-            _ensure_array(
-                group,
-                name,
-                (layout.rows, *spec.shape),
-                (layout.rows_per_chunk, *spec.shape),
-                spec.dtype,
-                spec.fill_value,
-                compressor,
-            )
-        _ensure_array(group, "done", (layout.num_chunks,), (1,), "uint8", 0, None)
-        for name, values in (static or {}).items():
-            array = _ensure_array(group, name, values.shape, values.shape or (1,), values.dtype.str, 0, compressor)
-            array[...] = values
-        return cls(path, group, layout)
+            group = _wait_for_store(path, store_fingerprint, names, shard, SHARD_WAIT_S if wait_s is None else wait_s)
+        store = cls(path, group, layout)
+        store.recheck_done(store.shard_chunks(shard))
+        return store
+
+    def shard_chunks(self, shard: tuple[int, int] = (0, 1)) -> list[int]:
+        """The chunks of one shard: shard ``r`` of ``n`` owns the r-th of n contiguous chunk ranges."""
+        rank, world = shard
+        bounds = np.linspace(0, self.layout.num_chunks, world + 1).round().astype(int)
+        return list(range(int(bounds[rank]), int(bounds[rank + 1])))
+
+    def recheck_done(self, chunks: list[int]) -> list[int]:
+        """Mark the chunks of ``chunks`` that are done but lost a file not done; returns them."""
+        lost = missing_chunks(self.group, chunks)
+        if lost:
+            listed = "; ".join(f"chunk {j}: {', '.join(names)}" for j, names in list(lost.items())[:4])
+            _say(f"{self.path}: {len(lost)} chunk(s) marked done lost their files ({listed}); computing them again")
+            mark_not_done(self.group, list(lost))
+        return list(lost)
 
     def done_mask(self) -> np.ndarray:
         """``[num_chunks]`` bool: which chunks are complete."""
         return np.asarray(self.group["done"][:], dtype=bool)
 
     def pending(self, shard: tuple[int, int] = (0, 1)) -> list[int]:
-        """Incomplete chunks of this shard: shard ``r`` of ``n`` owns the r-th of n contiguous chunk ranges."""
-        rank, world = shard
-        bounds = np.linspace(0, self.layout.num_chunks, world + 1).round().astype(int)
-        mine = np.arange(bounds[rank], bounds[rank + 1])
-        return [int(j) for j in mine[~self.done_mask()[mine]]]
+        """Incomplete chunks of this shard."""
+        mine = np.array(self.shard_chunks(shard), dtype=int)
+        return [int(j) for j in mine[~self.done_mask()[mine]]] if len(mine) else []
 
     def write_chunk(self, chunk: int, data: Mapping[str, np.ndarray]) -> None:
         """Write every row array's rows of ``chunk``, then mark it done (the order is what makes resuming safe)."""
@@ -222,24 +293,97 @@ class ChunkedStore:
         missing = set(self.layout.arrays) - set(data)
         if missing:
             raise ValueError(f"chunk {chunk} of {self.path}: no data for arrays {sorted(missing)}")
-        for name, values in data.items():
-            if values.shape[0] != stop - start:
-                raise ValueError(
-                    f"chunk {chunk} of {self.path}: {name} has {values.shape[0]} rows, expected {stop - start}"
-                )
-            self.group[name][start:stop] = values
-        self.group["done"][chunk] = 1
+        # Every chunk gets a file, even one equal to the fill value, so a missing file always means a lost chunk.
+        with zarr.config.set({"array.write_empty_chunks": True}):
+            for name, values in data.items():
+                if values.shape[0] != stop - start:
+                    raise ValueError(
+                        f"chunk {chunk} of {self.path}: {name} has {values.shape[0]} rows, expected {stop - start}"
+                    )
+                self.group[name][start:stop] = values
+            self.group["done"][chunk] = 1
 
     def finish(self) -> bool:
         """Mark the store complete if every chunk is done; returns whether it is.
 
         A store already marked complete is left untouched, so rerunning a finished stage changes no file (and
-        DVC sees no change downstream).
+        DVC sees no change downstream). No timestamp is written: the same inputs give the same bytes.
         """
         complete = bool(self.done_mask().all())
         if complete and not self.group.attrs.get("complete"):
-            self.group.attrs.update({"complete": True, "completed": now_utc()})
+            self.group.attrs.update({"complete": True})
         return complete
+
+
+def _create_or_resume(path: str | Path, header: Mapping[str, Any], *, rebuild: bool, stage: str) -> zarr.Group:
+    """Rank 0: the group to fill: the existing one when its fingerprint matches, else a new one (see open)."""
+    existing = read_header(path)
+    if existing is not None and existing.get("fingerprint") == header["fingerprint"]:
+        return zarr.open_group(str(path), mode="a")
+    if existing is None:
+        if _has_files(path):  # a folder without a header (deleted zarr.json): nothing in it can be trusted
+            _say(f"{path}: a folder without a store header ({path}/zarr.json); replacing it")
+            remove_store(path)
+    else:
+        finished = _finished_work(path, existing)
+        if finished and not rebuild:
+            raise StoreError(
+                f"{path}: the store {finished} but is stale ({describe_changes(existing, header)}); rerun "
+                f"`clips4 {stage} --rebuild` to recompute it (`dvc repro` passes --rebuild), or undo the change"
+            )
+        _say(f"{path}: stale ({describe_changes(existing, header)}); rebuilding it")
+        remove_store(path)
+    return zarr.open_group(str(path), mode="w-", attributes=_jsonable(header))
+
+
+def _finished_work(path: str | Path, attrs: Mapping[str, Any]) -> str:
+    """What a stale store would lose ("is complete", "holds 3 finished chunks") or "" when nothing."""
+    if attrs.get("complete"):
+        return "is complete"
+    try:
+        done = int(np.asarray(zarr.open_group(str(path), mode="r")["done"][:]).sum())
+    except Exception:  # unknown: assume there is work to lose
+        return "may hold finished chunks"
+    return f"holds {done} finished chunk(s)" if done else ""
+
+
+def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """Which fingerprint parts differ between two headers, e.g. "changed: contours.sigma, images.val"."""
+    before, after = old.get("fingerprint_parts"), new.get("fingerprint_parts") or {}
+    if not isinstance(before, dict):
+        return "written by an older clips4 that did not record what its fingerprint covers"
+    changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+    shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+    return f"changed: {shown}" if changed else "changed: its fingerprint"
+
+
+def _wait_for_store(
+    path: str | Path, store_fingerprint: str, names: list[str], shard: tuple[int, int], wait_s: float
+) -> zarr.Group:
+    """Ranks other than 0: wait for rank 0's store with this fingerprint and every array; never create or remove."""
+    deadline = time.monotonic() + wait_s
+    announced, found = False, "no store"
+    while True:
+        try:
+            attrs = read_header(path)
+        except StoreError as err:  # rank 0 may be rewriting it; keep waiting, never remove
+            attrs, found = None, str(err)
+        if attrs is not None:
+            found = f"a store with fingerprint {attrs.get('fingerprint')}"
+            if attrs.get("fingerprint") == store_fingerprint:
+                group = zarr.open_group(str(path), mode="a")
+                if all(name in group for name in names):
+                    return group
+        if time.monotonic() >= deadline:
+            raise StoreError(
+                f"{path}: shard {shard[0]}/{shard[1]} waited {wait_s:.0f} s for rank 0 to create this store "
+                f"(fingerprint {store_fingerprint}) and found {found}; start rank 0 of the same command (with "
+                "--rebuild if the store is stale), or run without --shard"
+            )
+        if not announced:
+            _say(f"{path}: shard {shard[0]}/{shard[1]} waits up to {wait_s:.0f} s for rank 0 to create the store")
+            announced = True
+        time.sleep(SHARD_POLL_S)
 
 
 def _ensure_array(
@@ -248,10 +392,11 @@ def _ensure_array(
     shape: tuple[int, ...],
     chunks: tuple[int, ...],
     dtype: str,
-    fill_value: float | int,
+    fill_value: float | int | None,
     compressor: BloscCodec | None,
 ) -> zarr.Array:
-    """Create the array, or open it when it exists with the same layout (a resumed or concurrent writer)."""
+    """Create the array, or open it when it exists with the same layout (a resumed writer). An array whose
+    metadata was deleted is created again: its chunk files, if any are left, belong to the same fingerprint."""
     if name in group:
         array = group[name]
         if array.shape != tuple(shape) or array.chunks != tuple(chunks) or np.dtype(array.dtype) != np.dtype(dtype):
@@ -260,26 +405,15 @@ def _ensure_array(
                 f"expected {shape}, {chunks}, {dtype}. Delete the store and rerun the stage."
             )
         return array
-    try:
-        return group.create_array(
-            name,
-            shape=shape,
-            chunks=chunks,
-            dtype=dtype,
-            fill_value=fill_value,
-            compressors=compressor if compressor is not None else None,
-        )
-    except zarr.errors.ContainsArrayError:  # another process created it in the meantime
-        return group[name]
-
-
-def _read_attrs(path: str | Path) -> dict[str, Any] | None:
-    if not store_exists(path):
-        return None
-    try:
-        return dict(zarr.open_group(str(path), mode="r").attrs.asdict())
-    except Exception:  # an unreadable group header is a broken store: rebuild it
-        return {}
+    fill = ArraySpec(tuple(shape), dtype, fill_value).fill
+    return group.create_array(
+        name,
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        fill_value=fill,
+        compressors=compressor if compressor is not None else None,
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -296,9 +430,11 @@ def _jsonable(value: Any) -> Any:
 def write_small_store(
     path: str | Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any], *, clevel: int = 5
 ) -> None:
-    """Write a small store in one go (e.g. prototypes): built beside the target and renamed into place locally,
-    so a killed writer leaves the previous store or none."""
-    header = _jsonable({**attrs, "format": STORE_FORMAT, "clips4_version": __version__, "created": now_utc()})
+    """Write a small store in one go (e.g. prototypes), with no timestamp: the same arrays and attributes give
+    byte-identical files. Locally it is built beside the target and renamed into place, so a killed writer leaves
+    the previous store or none (a URL target is written in place)."""
+    header = _jsonable({**attrs, "format": STORE_FORMAT, "clips4_version": __version__})
+    header["arrays"] = list(arrays)
     header["complete"] = True
     target = str(path)
     build = target if is_url(target) else f"{target}.partial{os.getpid()}"
@@ -308,15 +444,20 @@ def write_small_store(
                 shutil.rmtree(leftover, ignore_errors=True)
     remove_store(build)
     group = zarr.open_group(build, mode="w", attributes=header)
-    for name, values in arrays.items():
-        values = np.asarray(values)
-        array = group.create_array(
-            name, shape=values.shape, chunks=values.shape or (1,), dtype=values.dtype, compressors=_compressor(clevel)
-        )
-        array[...] = values
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        for name, values in arrays.items():
+            values = np.asarray(values)
+            array = group.create_array(
+                name,
+                shape=values.shape,
+                chunks=values.shape or (1,),
+                dtype=values.dtype,
+                compressors=_compressor(clevel),
+            )
+            array[...] = values
     if build != target:
         old = f"{target}.old{os.getpid()}"
-        if os.path.exists(target):
+        if os.path.lexists(target):
             os.replace(target, old)
         os.replace(build, target)
         shutil.rmtree(old, ignore_errors=True)
@@ -324,10 +465,20 @@ def write_small_store(
 
 def open_for_reading(
     path: str | Path, kind: str | Iterable[str] | None = None, *, stage: str | None = None
+) -> CheckedGroup:
+    """Open a complete store read-only, its reads checked (:class:`CheckedGroup`); a clear error when it is
+    missing, incomplete, of another kind, lacks an array's metadata, or lost chunk files."""
+    group = validate_for_reading(path, kind, stage=stage)
+    return CheckedGroup(str(path), group, stage or str(group.attrs.get("kind")))
+
+
+def validate_for_reading(
+    path: str | Path, kind: str | Iterable[str] | None = None, *, stage: str | None = None
 ) -> zarr.Group:
-    """Open a store read-only; a clear error when it is missing, incomplete or of another kind."""
-    run = f"; run `clips4 {stage}` (or `dvc repro`) to build it" if stage else ""
-    attrs = _read_attrs(path)
+    """The checks of :func:`open_for_reading`; returns the plain zarr group."""
+    command = f"clips4 {stage}" if stage else "the stage that writes it"
+    run = f"; run `{command}` (or `dvc repro`) to build it" if stage else ""
+    attrs = read_header(path)
     if attrs is None:
         raise StoreError(f"{path}: no cache store here{run}")
     kinds = {kind} if isinstance(kind, str) else set(kind or ())
@@ -335,4 +486,24 @@ def open_for_reading(
         raise StoreError(f"{path}: a {attrs.get('kind')!r} store, expected {' or '.join(sorted(kinds))}")
     if not attrs.get("complete"):
         raise StoreError(f"{path}: the store is incomplete (a stage was interrupted){run.replace('build', 'finish')}")
-    return zarr.open_group(str(path), mode="r")
+    group = zarr.open_group(str(path), mode="r")
+    require_arrays(group, str(path), command)
+    if "done" in group:
+        lost = missing_chunks(group)
+        if lost:
+            first, names = next(iter(lost.items()))
+            raise StoreError(
+                f"{path}: {len(lost)} chunk(s) marked done lost their files (first: chunk {first} of "
+                f"{', '.join(names)}); rerun `{command}` to recompute them (`clips4 cache verify {path}` lists them)"
+            )
+    return group
+
+
+def require_arrays(group: zarr.Group, path: str, command: str) -> None:
+    """A clear error when an array of the header's ``arrays`` list has no metadata (a damaged store)."""
+    for name in group.attrs.get("arrays", []):
+        if name not in group:
+            raise StoreError(
+                f"{path}: array {name!r} is missing (no {path}/{name}/zarr.json); the store is damaged: rerun "
+                f"`{command}` to repair it, or delete the store and rerun"
+            )

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from clips4.data.images import write_jpeg, write_palette_png
 from clips4.data.types import IGNORE_INDEX
 from clips4.params import SynthParams
+from clips4.workers import worker_count
 
 SPLITS = ("train", "val")
 MIN_AREA_FRACTION = 0.02
@@ -245,11 +246,6 @@ def _jobs(params: SynthParams, seed: int, root: Path) -> Iterator[tuple[SynthPar
     for split, count in (("train", params.train_images), ("val", params.val_images)):
         for index in range(count):
             yield params, seed, split, index, str(root)
-
-
-def worker_count(workers: int) -> int:
-    """Worker processes for ``--workers``: 0 means every core this process may use."""
-    return workers or len(os.sched_getaffinity(0))
 
 
 def write_world(params: SynthParams, seed: int, out: str | Path, workers: int = 0) -> Path:

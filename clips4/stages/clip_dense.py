@@ -16,11 +16,12 @@ import math
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from clips4.cache.store import ArraySpec, ChunkedStore, StoreLayout, code_digest, fingerprint, rows_per_chunk
+from clips4.cache.store import ArraySpec, ChunkedStore, StoreLayout, code_digest, rows_per_chunk
 from clips4.params import Params
 from clips4.stages.common import DENSE_STORE, ImageList, StageResult, image_list, pad_to
 
@@ -48,20 +49,22 @@ def dense_features_of(loaded, images: list[np.ndarray], params: Params, device: 
     return outputs
 
 
-def dense_fingerprint(params: Params, identity: str, images: ImageList) -> str:
-    return fingerprint(
-        kind="clip_dense",
-        clip=identity,
-        dense_mode=params.clip.dense_mode,
-        window=params.clip.window,
-        stride=params.clip.stride,
-        images=images.identity(),
-        code=code_digest("clips4.clip.dense", "clips4.stages.clip_dense"),
-    )
+def dense_parts(params: Params, identity: Any, images: ImageList) -> dict[str, Any]:
+    """What clip_dense.zarr depends on (see ``ChunkedStore.open``)."""
+    return {
+        "kind": "clip_dense",
+        "weights": identity,
+        "clip": {"dense_mode": params.clip.dense_mode, "window": params.clip.window, "stride": params.clip.stride},
+        "images": images.identity(),
+        "code": code_digest("clips4.clip.dense", "clips4.stages.clip_dense"),
+    }
 
 
-def run_clip_dense(params: Params, out: str | Path = DENSE_STORE, *, shard: tuple[int, int] = (0, 1)) -> StageResult:
-    """Cache the dense CLIP features of every image (GPU when present); resumes an interrupted store."""
+def run_clip_dense(
+    params: Params, out: str | Path = DENSE_STORE, *, shard: tuple[int, int] = (0, 1), rebuild: bool = False
+) -> StageResult:
+    """Cache the dense CLIP features of every image (GPU when present); resumes an interrupted store (a stale one
+    holding finished work is replaced only with ``rebuild``)."""
     from tqdm import tqdm
 
     from clips4.clip import feature_stride, load_clip
@@ -100,7 +103,14 @@ def run_clip_dense(params: Params, out: str | Path = DENSE_STORE, *, shard: tupl
         },
     }
     store = ChunkedStore.open(
-        out, layout, dense_fingerprint(params, loaded.identity, images), attrs, clevel=params.cache.clevel
+        out,
+        layout,
+        dense_parts(params, loaded.identity, images),
+        attrs,
+        stage="clip-dense",
+        clevel=params.cache.clevel,
+        rebuild=rebuild,
+        shard=shard,
     )
     pending = store.pending(shard)
 

@@ -6,8 +6,9 @@ index means the same image in contours.zarr, superpixels.zarr and clip_dense.zar
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -15,12 +16,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from clips4.cache.store import ChunkedStore, fingerprint
+from clips4.cache.store import ChunkedStore
 from clips4.data.layouts import open_dataset
 from clips4.data.segmentation import SegmentationDataset
-from clips4.data.synth import worker_count
 from clips4.errors import Clips4Error
 from clips4.params import Params
+from clips4.workers import worker_count
 
 CACHE_DIR = Path("data/cache")
 CONTOURS_STORE = CACHE_DIR / "contours.zarr"
@@ -28,6 +29,8 @@ SUPERPIXELS_STORE = CACHE_DIR / "superpixels.zarr"
 DENSE_STORE = CACHE_DIR / "clip_dense.zarr"
 SEGMENTS_STORE = CACHE_DIR / "segments.zarr"
 PROTOTYPES_STORE = CACHE_DIR / "prototypes.zarr"
+#: Where the ucm stage writes segments.json and figures/ (the CLI puts them beside a non-default --cache-dir).
+REPORTS_DIR = Path("reports")
 
 
 @dataclass(frozen=True)
@@ -90,36 +93,81 @@ class ImageList:
         sizes = np.array([self.image_size(row) for row in range(len(self))])
         return int(sizes[:, 0].max()), int(sizes[:, 1].max())
 
-    def identity(self) -> str:
-        """A fingerprint of the image files (ids, sizes and modification times): cheap, and changes when they do."""
-        stats = []
-        for dataset in self.datasets:
-            for image_id, path in zip(dataset.ids, dataset.image_files, strict=True):
-                try:
-                    stat = os.stat(path)
-                except OSError as err:
-                    raise Clips4Error(f"{path}: image file not found ({err}); check dataset.root") from err
-                stats.append((image_id, stat.st_size, stat.st_mtime_ns))
-        return fingerprint(images=stats)
+    def identity(self) -> dict[str, str]:
+        """``{split: hash}`` of the split's image ids and the bytes of its image files.
+
+        Content, not modification times: a dataset copied without ``-p`` or extracted again keeps its
+        fingerprint, and an edited image changes it. Files are read streamed (see docs/caches.md for the cost).
+        """
+        return {
+            name: _files_digest(dataset.ids, dataset.image_files)
+            for name, dataset in zip(self.split_names, self.datasets, strict=True)
+        }
+
+
+def _files_digest(ids: Sequence[str], files: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for image_id, path in zip(ids, files, strict=True):
+        try:
+            with open(path, "rb") as handle:
+                content = hashlib.file_digest(handle, "sha256").digest()
+        except OSError as err:
+            raise Clips4Error(f"{path}: image file cannot be read ({err}); check dataset.root") from err
+        digest.update(image_id.encode() + b"\0" + content)
+    return digest.hexdigest()[:24]
+
+
+#: Where each layout lists a split's images, relative to the dataset's root (for the empty-split message).
+_SPLIT_FILES = {
+    "synth": "ImageSets/Segmentation/{split}.txt",
+    "voc": "ImageSets/Segmentation/{split}.txt",
+    "context": "ImageSets/SegmentationContext/{split}.txt",
+    "cocostuff": "images/{split}",
+}
 
 
 def image_list(params: Params) -> ImageList:
-    """The train split, then the val split, of the configured dataset."""
-    names = [params.dataset.train_split, params.dataset.val_split]
-    datasets = [open_dataset(params.dataset.name, params.dataset.root, split) for split in names]
-    return ImageList(datasets, names)
+    """The train split, then the val split, of the configured dataset; an empty split is refused."""
+    keys = {"train_split": params.dataset.train_split, "val_split": params.dataset.val_split}
+    datasets = []
+    for key, split in keys.items():
+        dataset = open_dataset(params.dataset.name, params.dataset.root, split)
+        if not len(dataset):
+            source = Path(dataset.root) / _SPLIT_FILES.get(params.dataset.name, "{split}").format(split=split)
+            raise Clips4Error(
+                f"{source}: the {split!r} split (dataset.{key}) lists no images; fill it, or point "
+                f"dataset.{key} at a split that has images"
+            )
+        datasets.append(dataset)
+    return ImageList(datasets, list(keys.values()))
 
 
-def parse_shard(shard: str | None) -> tuple[int, int]:
-    """``"1/4"`` -> (1, 4); ``None`` -> (0, 1). Rank is 0-based, as torchrun's RANK."""
+#: Where a launcher says which process this is: (rank variable, world-size variable), first match wins.
+#: torchrun sets RANK/WORLD_SIZE; srun sets SLURM_PROCID/SLURM_NTASKS for each task of a step (SLURM_STEP_ID).
+#: A batch script itself also has SLURM_NTASKS but is not one of several tasks, hence the step check.
+SHARD_VARIABLES = (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))
+
+
+def parse_shard(shard: str | None, environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """``"1/4"`` -> (1, 4). Without ``--shard``, torchrun's RANK/WORLD_SIZE or, inside an srun step, SLURM's
+    SLURM_PROCID/SLURM_NTASKS; else (0, 1). Rank is 0-based."""
+    environ = os.environ if environ is None else environ
+    source = "--shard"
     if shard is None:
-        return 0, 1
+        for rank_name, world_name in SHARD_VARIABLES:
+            if rank_name.startswith("SLURM") and "SLURM_STEP_ID" not in environ:
+                continue
+            if rank_name in environ and world_name in environ:
+                shard, source = f"{environ[rank_name]}/{environ[world_name]}", f"{rank_name}/{world_name}"
+                break
+        else:
+            return 0, 1
     try:
         rank, world = (int(part) for part in shard.split("/"))
     except ValueError:
-        raise Clips4Error(f"--shard: expected RANK/WORLD such as 0/2, got {shard!r}") from None
+        raise Clips4Error(f"{source}: expected RANK/WORLD such as 0/2, got {shard!r}") from None
     if not (world >= 1 and 0 <= rank < world):
-        raise Clips4Error(f"--shard: need 0 <= RANK < WORLD, got {shard!r}")
+        raise Clips4Error(f"{source}: need 0 <= RANK < WORLD, got {shard!r}")
     return rank, world
 
 

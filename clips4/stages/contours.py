@@ -11,30 +11,32 @@ largest, and ``extent`` says how much of each row is image):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from clips4.cache.store import ArraySpec, ChunkedStore, StoreLayout, code_digest, fingerprint, rows_per_chunk
+from clips4.cache.store import ArraySpec, ChunkedStore, StoreLayout, code_digest, rows_per_chunk
 from clips4.params import Params
 from clips4.stages.common import CONTOURS_STORE, ImageList, StageResult, fill_chunks, image_list, pad_to
 
 
-def contours_fingerprint(params: Params, images: ImageList) -> str:
+def contours_parts(params: Params, images: ImageList) -> dict[str, Any]:
+    """What contours.zarr depends on (see ``ChunkedStore.open``)."""
     weights = None
     if params.contours.method == "hed" and params.contours.hed_weights and Path(params.contours.hed_weights).is_file():
         from clips4.clip.loading import file_sha256
 
         weights = file_sha256(params.contours.hed_weights)
-    return fingerprint(
-        kind="contours",
-        contours=params.contours,
-        hed_weights_sha256=weights,
-        images=images.identity(),
-        code=code_digest(
+    return {
+        "kind": "contours",
+        "contours": params.contours,
+        "hed_weights_sha256": weights,
+        "images": images.identity(),
+        "code": code_digest(
             *(f"clips4.segments.{name}" for name in ("contours", "pmi", "hed", "nms", "types")),
             "clips4.stages.contours",
         ),
-    )
+    }
 
 
 def run_contours(
@@ -43,8 +45,10 @@ def run_contours(
     *,
     workers: int = 0,
     shard: tuple[int, int] = (0, 1),
+    rebuild: bool = False,
 ) -> StageResult:
-    """Detect contours (``contours.method``) on every image; resumes an interrupted store."""
+    """Detect contours (``contours.method``) on every image; resumes an interrupted store, and replaces a stale
+    one that holds finished work only with ``rebuild``."""
     from clips4.segments.contours import detect_contours
 
     if params.contours.method == "hed":  # fail on missing weights before any work, with the weights' help
@@ -69,7 +73,16 @@ def run_contours(
         "dataset": params.dataset,
         "params": {"contours": params.contours},
     }
-    store = ChunkedStore.open(out, layout, contours_fingerprint(params, images), attrs, clevel=params.cache.clevel)
+    store = ChunkedStore.open(
+        out,
+        layout,
+        contours_parts(params, images),
+        attrs,
+        stage="contours",
+        clevel=params.cache.clevel,
+        rebuild=rebuild,
+        shard=shard,
+    )
 
     def task(chunk: int) -> None:
         start, stop = layout.chunk_rows(chunk)

@@ -25,7 +25,6 @@ from clips4.cache.store import (
     StoreError,
     StoreLayout,
     code_digest,
-    fingerprint,
     open_for_reading,
     rows_per_chunk,
 )
@@ -54,8 +53,10 @@ def run_segments(
     *,
     workers: int = 0,
     shard: tuple[int, int] = (0, 1),
+    rebuild: bool = False,
 ) -> StageResult:
-    """Mean dense CLIP embedding of every superpixel; resumes an interrupted store."""
+    """Mean dense CLIP embedding of every superpixel; resumes an interrupted store (a stale one holding finished
+    work is replaced only with ``rebuild``)."""
     from clips4.segments.embeddings import segment_embeddings
 
     regions = open_for_reading(superpixels, "superpixels", stage="ucm")
@@ -94,11 +95,21 @@ def run_segments(
         "dense_mode": features.attrs["dense_mode"],
         "inputs": inputs,
     }
-    store_fingerprint = fingerprint(
-        kind="segments", inputs=inputs, code=code_digest("clips4.segments.embeddings", "clips4.stages.segments")
-    )
+    parts = {  # the inputs' content, not their paths: a moved cache folder stays valid
+        "kind": "segments",
+        "inputs": {name: source["fingerprint"] for name, source in inputs.items()},
+        "code": code_digest("clips4.segments.embeddings", "clips4.stages.segments"),
+    }
     store = ChunkedStore.open(
-        out, layout, store_fingerprint, attrs, clevel=params.cache.clevel, static={"offsets": offsets}
+        out,
+        layout,
+        parts,
+        attrs,
+        stage="segments",
+        clevel=params.cache.clevel,
+        static={"offsets": offsets},
+        rebuild=rebuild,
+        shard=shard,
     )
 
     def task(chunk: int) -> None:

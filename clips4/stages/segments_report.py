@@ -1,5 +1,6 @@
 """The quality of contours and superpixels on the val split's ground truth, written by the ``ucm`` stage:
-reports/segments.json and reports/figures/segments_{pr,overlay,accuracy}.png (see docs/segments.md).
+reports/segments.json and reports/figures/segments_{pr,overlay,accuracy}.png (see docs/segments.md); another
+reports folder can be given (``clips4 ucm --reports-dir``).
 
 Kept apart from the stage's store code so that a change to the report does not invalidate superpixels.zarr.
 """
@@ -17,9 +18,8 @@ from tqdm import tqdm
 from clips4.cache.api import ContoursStore, SuperpixelsStore
 from clips4.data.layouts import open_dataset
 from clips4.params import Params
+from clips4.stages.common import REPORTS_DIR
 
-REPORT = Path("reports/segments.json")
-FIGURES = Path("reports/figures")
 #: Superpixel counts at which the achievable accuracy is reported (the accuracy/granularity trade-off).
 REGION_COUNTS = (8, 16, 32, 64, 128)
 #: Images drawn with their superpixels in reports/figures/segments_overlay.png.
@@ -27,10 +27,11 @@ OVERLAY_IMAGES = 8
 
 
 def write_quality_report(
-    params: Params, contours: ContoursStore, superpixels: SuperpixelsStore, report: Path = REPORT
+    params: Params, contours: ContoursStore, superpixels: SuperpixelsStore, reports_dir: Path = REPORTS_DIR
 ) -> dict[str, Any]:
     """Boundary precision/recall/F of the contours and of the UCM, and the achievable segmentation accuracy of
-    the superpixels, on the first ``ucm.quality_images`` val images; written to ``report`` with figures."""
+    the superpixels, on the first ``ucm.quality_images`` val images; written to ``reports_dir/segments.json``
+    with figures in ``reports_dir/figures``."""
     from clips4.eval.metrics import mean_iou, pixel_accuracy
     from clips4.segments.figures import plot_accuracy_vs_regions, plot_pr_curves, plot_superpixel_overlays
     from clips4.segments.quality import (
@@ -42,6 +43,8 @@ def write_quality_report(
         tolerance_px,
     )
     from clips4.segments.ucm import owt_ucm, ucm_image
+
+    report, figures = Path(reports_dir) / "segments.json", Path(reports_dir) / "figures"
 
     dataset = open_dataset(params.dataset.name, params.dataset.root, params.dataset.val_split)
     val_start, val_stop = contours.splits[params.dataset.val_split]
@@ -90,21 +93,21 @@ def write_quality_report(
             },
             "achievable_miou_at_regions": {str(n): round(mean_iou(c), 2) for n, c in confusion_at.items()},
         }
-        FIGURES.mkdir(parents=True, exist_ok=True)
+        figures.mkdir(parents=True, exist_ok=True)
         plot_pr_curves(
             {f"contours ({params.contours.method})": boundary["contours"], "OWT-UCM": boundary["ucm"]},
-            FIGURES / "segments_pr.png",
+            figures / "segments_pr.png",
         )
         plot_superpixel_overlays(
             [o[0] for o in overlays],
             [o[1] for o in overlays],
-            FIGURES / "segments_overlay.png",
+            figures / "segments_overlay.png",
             [o[2] for o in overlays],
         )
         plot_accuracy_vs_regions(
             list(REGION_COUNTS),
             [result["achievable_miou_at_regions"][str(n)] for n in REGION_COUNTS],
-            FIGURES / "segments_accuracy.png",
+            figures / "segments_accuracy.png",
         )
     report.parent.mkdir(parents=True, exist_ok=True)
     tmp = report.with_name(f".{report.name}.tmp{os.getpid()}")

@@ -1,5 +1,6 @@
 """The ``ucm`` stage: OWT-UCM over every contour map, cut into superpixels, into data/cache/superpixels.zarr;
-plus the quality of contours and superpixels on the val split's ground truth (reports/segments.json, figures).
+plus the quality of contours and superpixels on the val split's ground truth (reports/segments.json, figures;
+``reports_dir`` elsewhere).
 
 Layout (rows = images in the order of contours.zarr, padded like it):
 
@@ -25,12 +26,12 @@ from clips4.cache.store import (
     ChunkedStore,
     StoreLayout,
     code_digest,
-    fingerprint,
     rows_per_chunk,
 )
 from clips4.params import Params
 from clips4.stages.common import (
     CONTOURS_STORE,
+    REPORTS_DIR,
     SUPERPIXELS_STORE,
     StageResult,
     fill_chunks,
@@ -50,8 +51,12 @@ def run_ucm(
     *,
     workers: int = 0,
     shard: tuple[int, int] = (0, 1),
+    rebuild: bool = False,
+    reports_dir: str | Path = REPORTS_DIR,
 ) -> StageResult:
-    """OWT-UCM and superpixels for every image of the contours store; resumes an interrupted store."""
+    """OWT-UCM and superpixels for every image of the contours store; resumes an interrupted store (a stale one
+    holding finished work is replaced only with ``rebuild``). When complete, the quality report and its figures
+    go to ``reports_dir``."""
     from clips4.segments.ucm import owt_ucm
 
     source = open_complete(contours, "contours", stage="contours")
@@ -68,13 +73,12 @@ def run_ucm(
             "extent": ArraySpec((2,), "int32"),
         },
     )
-    store_fingerprint = fingerprint(
-        kind="superpixels",
-        contours=source.attrs["fingerprint"],
-        regions=params.ucm.regions,
-        threshold=params.ucm.threshold,
-        code=code_digest("clips4.segments.ucm", "clips4.stages.ucm"),
-    )
+    parts = {
+        "kind": "superpixels",
+        "inputs": {"contours": source.attrs["fingerprint"]},
+        "ucm": {"regions": params.ucm.regions, "threshold": params.ucm.threshold},
+        "code": code_digest("clips4.segments.ucm", "clips4.stages.ucm"),
+    }
     attrs = {
         "image_ids": source.attrs["image_ids"],
         "splits": source.attrs["splits"],
@@ -82,7 +86,9 @@ def run_ucm(
         "params": {"ucm": {"regions": params.ucm.regions, "threshold": params.ucm.threshold}},
         "inputs": {"contours": {"path": str(contours), "fingerprint": source.attrs["fingerprint"]}},
     }
-    store = ChunkedStore.open(out, layout, store_fingerprint, attrs, clevel=params.cache.clevel)
+    store = ChunkedStore.open(
+        out, layout, parts, attrs, stage="ucm", clevel=params.cache.clevel, rebuild=rebuild, shard=shard
+    )
 
     def task(chunk: int) -> None:
         start, stop = layout.chunk_rows(chunk)
@@ -105,5 +111,5 @@ def run_ucm(
     if complete:
         from clips4.stages.segments_report import write_quality_report
 
-        write_quality_report(params, source, open_complete(out, "superpixels", stage="ucm"))
+        write_quality_report(params, source, open_complete(out, "superpixels", stage="ucm"), Path(reports_dir))
     return StageResult(str(out), rows, len(pending), layout.num_chunks, complete)

@@ -1,0 +1,256 @@
+"""Integrity of a chunked store: which chunk files exist, reads that name the bad chunk, and ``cache verify``.
+
+A chunk whose ``done`` flag is set must have a file in every row array. Zarr reads a missing chunk as the
+array's fill value, so a vanished file would otherwise be served as data: float arrays are created with a NaN
+fill value and every checked read refuses NaN, and the writers, ``open_for_reading`` and ``cache info`` compare the
+chunk files present (one listing per array, no decoding) with the done flags. A truncated file fails to decode;
+a checked read turns that error into one line naming the store, the array, the chunk and its images.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.core.sync import sync
+
+from clips4.cache.errors import StoreError
+
+#: Image ids named in one message before "and N more".
+NAMED_IMAGES = 4
+
+
+async def _list(store: Any, prefix: str) -> set[str]:
+    return {key async for key in store.list_prefix(prefix)}
+
+
+def chunk_key(array: zarr.Array, chunk: int) -> str:
+    """The store key of chunk ``chunk`` along the rows (a row array has one chunk across its other axes)."""
+    return f"{array.path}/{array.metadata.encode_chunk_key((chunk,) + (0,) * (array.ndim - 1))}"
+
+
+def present_chunks(array: zarr.Array) -> set[int]:
+    """Row chunks of ``array`` that have a file (one listing of the array's keys, nothing decoded)."""
+    keys = sync(_list(array.store_path.store, f"{array.path}/"))
+    return {j for j in range(array.cdata_shape[0]) if chunk_key(array, j) in keys}
+
+
+def row_arrays(group: zarr.Group) -> list[str]:
+    """The arrays split by rows (filled chunk by chunk), as recorded when the store was created."""
+    return [str(name) for name in group.attrs.get("row_arrays", [])]
+
+
+def done_flags(group: zarr.Group) -> np.ndarray:
+    return np.asarray(group["done"][:], dtype=bool)
+
+
+def missing_chunks(group: zarr.Group, chunks: Sequence[int] | None = None) -> dict[int, list[str]]:
+    """``{chunk: [arrays whose file is missing]}`` over the chunks marked done (or the given ones)."""
+    done = done_flags(group)
+    wanted = np.flatnonzero(done) if chunks is None else [j for j in chunks if done[j]]
+    missing: dict[int, list[str]] = {}
+    for name in row_arrays(group):
+        present = present_chunks(group[name])
+        for j in wanted:
+            if int(j) not in present:
+                missing.setdefault(int(j), []).append(name)
+    return dict(sorted(missing.items()))
+
+
+class RowNames:
+    """Which images a range of rows holds: image rows directly, segment rows through the CSR ``offsets``."""
+
+    def __init__(self, group: zarr.Group) -> None:
+        self.group = group
+        self.rows_per_chunk = int(group.attrs.get("rows_per_chunk", 1))
+
+    @functools.cached_property
+    def _ids(self) -> list[str]:
+        return list(self.group.attrs.get("image_ids", []))
+
+    @functools.cached_property
+    def _offsets(self) -> np.ndarray | None:
+        if self.group.attrs.get("kind") != "segments":
+            return None
+        try:
+            return np.asarray(self.group["offsets"][:], np.int64)
+        except Exception:  # the names are a courtesy in an error message; never mask the error itself
+            return None
+
+    def images(self, start: int, stop: int) -> list[str]:
+        if self.group.attrs.get("kind") == "segments":
+            if self._offsets is None:
+                return []
+            first = int(np.searchsorted(self._offsets, start, side="right")) - 1
+            last = int(np.searchsorted(self._offsets, max(start, stop - 1), side="right")) - 1
+            return self._ids[max(first, 0) : last + 1]
+        return self._ids[start:stop]
+
+    def chunk_rows(self, chunk: int, total: int) -> tuple[int, int]:
+        start = chunk * self.rows_per_chunk
+        return start, min(start + self.rows_per_chunk, total)
+
+    def describe(self, chunk: int, total: int) -> str:
+        start, stop = self.chunk_rows(chunk, total)
+        ids = self.images(start, stop)
+        named = ", ".join(ids[:NAMED_IMAGES]) + (
+            f" and {len(ids) - NAMED_IMAGES} more" if len(ids) > NAMED_IMAGES else ""
+        )
+        return f"rows {start}-{stop - 1}" + (f", images {named}" if named else "")
+
+
+def _row_range(selection: Any, total: int) -> tuple[int, int]:
+    """The rows a selection touches (whole array when it cannot tell)."""
+    first = selection[0] if isinstance(selection, tuple) and selection else selection
+    if isinstance(first, slice):
+        start, stop, _ = first.indices(total)
+        return start, max(start + 1, stop)
+    if isinstance(first, int | np.integer):
+        row = int(first) % total if total else 0
+        return row, row + 1
+    return 0, total
+
+
+class CheckedArray:
+    """A read-only zarr array whose reads refuse fill values (NaN) and name the chunk and images of a bad read.
+
+    Slicing returns numpy arrays like ``zarr.Array``; other attributes (``shape``, ``dtype``, ``chunks``, ...)
+    are the wrapped array's.
+    """
+
+    def __init__(self, store_path: str, name: str, array: zarr.Array, rows: RowNames, stage: str) -> None:
+        self._path, self._name, self._array, self._rows, self._stage = store_path, name, array, rows, stage
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._array, attribute)
+
+    def __len__(self) -> int:
+        return int(self._array.shape[0])
+
+    @property
+    def array(self) -> zarr.Array:
+        """The plain zarr array (unchecked)."""
+        return self._array
+
+    def _where(self, chunk: int) -> str:
+        total = int(self._array.shape[0])
+        rows = self._rows.describe(chunk, total)
+        return f"{self._path}: {self._name} chunk {chunk} ({chunk_key(self._array, chunk)}; {rows})"
+
+    def __getitem__(self, selection: Any) -> np.ndarray:
+        try:
+            values = np.asarray(self._array[selection])
+        except Exception as err:
+            raise StoreError(self._decode_message(selection, err)) from None
+        if values.dtype.kind == "f" and values.size and np.isnan(values).any():
+            start, _ = _row_range(selection, int(self._array.shape[0]))
+            offset = int(np.argwhere(np.isnan(values))[0][0]) if values.ndim == self._array.ndim else 0
+            chunk = (start + offset) // int(self._array.chunks[0])
+            raise StoreError(
+                f"{self._where(chunk)} holds the fill value NaN: its file is missing or was never written; "
+                f"rerun `clips4 {self._stage}` to recompute it (`clips4 cache verify {self._path}` lists bad chunks)"
+            )
+        return values
+
+    def _decode_message(self, selection: Any, err: Exception) -> str:
+        start, stop = _row_range(selection, int(self._array.shape[0]))
+        step = int(self._array.chunks[0])
+        bad = first_bad_chunk(self._array, range(start // step, (stop - 1) // step + 1))
+        where = self._where(bad) if bad is not None else f"{self._path}: {self._name} rows {start}-{stop - 1}"
+        return (
+            f"{where} cannot be read ({type(err).__name__}: {err}); run `clips4 cache verify {self._path} --repair`, "
+            f"then `clips4 {self._stage}` to recompute it"
+        )
+
+
+def first_bad_chunk(array: zarr.Array, chunks: range) -> int | None:
+    """The first row chunk in ``chunks`` that fails to decode (the error path only: one read per chunk)."""
+    step = int(array.chunks[0])
+    for chunk in chunks:
+        try:
+            array[chunk * step : min((chunk + 1) * step, array.shape[0])]
+        except Exception:
+            return chunk
+    return None
+
+
+class CheckedGroup:
+    """A complete store opened for reading: ``group[name]`` is a :class:`CheckedArray`; ``attrs`` as zarr's."""
+
+    def __init__(self, path: str, group: zarr.Group, stage: str) -> None:
+        self.path, self.group, self.stage = path, group, stage
+        self.attrs = group.attrs
+        self._rows = RowNames(group)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.group
+
+    def __getitem__(self, name: str) -> CheckedArray:
+        return CheckedArray(self.path, name, self.group[name], self._rows, self.stage)
+
+
+@dataclass(frozen=True)
+class BadChunk:
+    """One chunk that cannot be served: its array, index, rows, images, and what is wrong."""
+
+    array: str
+    chunk: int
+    where: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.array} chunk {self.chunk} ({self.where}): {self.problem}"
+
+
+def verify(group: zarr.Group, path: str) -> list[BadChunk]:
+    """Decode every chunk marked done of every row array (and the other arrays whole); list the bad ones."""
+    bad: list[BadChunk] = []
+    rows = RowNames(group)
+    names = list(group.attrs.get("arrays", [])) or [str(n) for n in group.array_keys()]
+    for name in names:
+        if name not in group:
+            bad.append(BadChunk(name, -1, f"{path}/{name}/zarr.json", "array metadata missing"))
+    done = done_flags(group) if "done" in group else None
+    for name in row_arrays(group):
+        if name not in group or done is None:
+            continue
+        array = group[name]
+        present = present_chunks(array)
+        total = int(array.shape[0])
+        for chunk in np.flatnonzero(done):
+            chunk = int(chunk)
+            where = rows.describe(chunk, total)
+            if chunk not in present:
+                bad.append(BadChunk(name, chunk, where, f"file {chunk_key(array, chunk)} missing"))
+                continue
+            start, stop = rows.chunk_rows(chunk, total)
+            try:
+                values = array[start:stop]
+            except Exception as err:
+                bad.append(BadChunk(name, chunk, where, f"cannot be decoded ({type(err).__name__}: {err})"))
+                continue
+            if values.dtype.kind == "f" and np.isnan(values).any():
+                bad.append(BadChunk(name, chunk, where, "holds NaN (the fill value)"))
+    for name in names:
+        if name in group and name not in row_arrays(group):
+            try:
+                group[name][...]
+            except Exception as err:
+                bad.append(BadChunk(name, 0, "whole array", f"cannot be decoded ({type(err).__name__}: {err})"))
+    return bad
+
+
+def mark_not_done(group: zarr.Group, chunks: Sequence[int]) -> None:
+    """Clear the done flags of ``chunks`` (and ``complete``), so that rerunning the stage recomputes them."""
+    if not chunks:
+        return
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        flags = group["done"]
+        for chunk in sorted(set(chunks)):
+            flags[chunk] = 0
+    if group.attrs.get("complete"):
+        group.attrs.update({"complete": False})
