@@ -4,6 +4,7 @@
     python benchmarks/bench_caches.py --sizes 200:50 800:200   # smaller worlds (train:val images)
     python benchmarks/bench_caches.py --only speed compression # skip the stage runs
     python benchmarks/bench_caches.py --reads 500 --recompute 100 --real-images 8 --keep
+    python benchmarks/bench_caches.py --only integrity           # fingerprint hashing, chunk listing, verify
 
 Run from anywhere; ``--project`` (default: this repository) is where the full synthetic world, its stores and
 ``models/clip.pt`` are read from (read-only).
@@ -32,6 +33,12 @@ Run from anywhere; ``--project`` (default: this repository) is where the full sy
 3. Compression: raw bytes / stored bytes (``zarr.Array.nbytes_stored()``) of every array of every store under
    ``<project>/data/cache`` and of the ViT-B-16 store (the ``done`` bookkeeping array is left out, as in
    ``clips4 cache info``).
+
+4. Integrity. The cost of the content fingerprint of the image files (``ImageList.identity``: sha256 of every
+   image file's bytes, streamed; the page cache is warm after the first of ``--hash-repeats`` runs) against the
+   former size+mtime ``os.stat`` identity; the cost of checking that every chunk marked done has its file (one key
+   listing per array, as every writer, ``open_for_reading`` and ``cache info`` do) and of ``cache verify`` (decode
+   every chunk) for each store under ``<project>/data/cache``.
 
 Prints tables; exits 0 (1 only when a stage command fails). Temporary folders are removed unless ``--keep``.
 """
@@ -566,6 +573,46 @@ def compression_part(stores: Sequence[Path]) -> None:
 # --- main --------------------------------------------------------------------------------------------------------
 
 
+def integrity_part(args: argparse.Namespace) -> None:
+    import zarr
+
+    from clips4.cache.integrity import missing_chunks, verify
+    from clips4.params import load_params
+    from clips4.stages.common import image_list
+
+    params = load_params(args.project / "params.yaml", overrides={"dataset.root": str(args.project / "data/synth")})
+    images = image_list(params)
+    files = [path for dataset in images.datasets for path in dataset.image_files]
+    size = sum(os.stat(path).st_size for path in files)
+    stat_times, hash_times = [], []
+    for _ in range(args.hash_repeats):
+        start = time.perf_counter()
+        [(os.stat(path).st_size, os.stat(path).st_mtime_ns) for path in files]
+        stat_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        images.identity()
+        hash_times.append(time.perf_counter() - start)
+    print(f"fingerprint of {len(files)} image files ({size / 1e6:.1f} MB):")
+    print(f"  content sha256: first {hash_times[0]:.2f} s, then median {np.median(hash_times[1:] or hash_times):.2f} s")
+    print(f"  size+mtime stat (former): median {np.median(stat_times):.3f} s")
+    print("chunk files vs done flags (listing) and verify (decode all), per store:")
+    for path in sorted((args.project / "data" / "cache").glob("*.zarr")):
+        group = zarr.open_group(str(path), mode="r")
+        if "done" not in group:
+            continue
+        start = time.perf_counter()
+        lost = missing_chunks(group)
+        listed = time.perf_counter() - start
+        start = time.perf_counter()
+        bad = verify(group, str(path))
+        decoded = time.perf_counter() - start
+        files_count = sum(1 for _ in path.rglob("*") if _.is_file())
+        print(
+            f"  {path.name:20s} {files_count:6d} files: listing {listed:.2f} s ({len(lost)} lost), "
+            f"verify {decoded:.1f} s ({len(bad)} bad)"
+        )
+
+
 def parse_size(text: str) -> tuple[int, int]:
     train, _, val = text.partition(":")
     return int(train), int(val or max(1, int(train) // 4))
@@ -578,7 +625,8 @@ def parse_wh(text: str) -> tuple[int, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=("memory", "speed", "compression"), default=None)
+    parser.add_argument("--only", nargs="+", choices=("memory", "speed", "compression", "integrity"), default=None)
+    parser.add_argument("--hash-repeats", type=int, default=3, help="runs of the image-content fingerprint")
     parser.add_argument("--project", type=Path, default=REPO, help="project with data/synth, data/cache, models/")
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()), help="where scratch folders go")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (printed)")
@@ -604,7 +652,7 @@ def main() -> int:
     parser.add_argument("--real-recompute", type=int, default=3)
     args = parser.parse_args()
     args.project = args.project.resolve()
-    parts = set(args.only or ("memory", "speed", "compression"))
+    parts = set(args.only or ("memory", "speed", "compression", "integrity"))
 
     import torch
     import zarr
@@ -634,6 +682,9 @@ def main() -> int:
             print("\n== 3. compression ==")
             stores = sorted((args.project / "data" / "cache").glob("*.zarr"))
             compression_part([*stores, *([real_store] if real_store else [])])
+        if "integrity" in parts:
+            print("\n== 4. integrity: content fingerprint, chunk listing, verify ==")
+            integrity_part(args)
     finally:
         if args.keep:
             print(f"\nkept {scratch}")
