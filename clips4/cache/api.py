@@ -94,7 +94,7 @@ class RowStore(CacheStore):
 
     @functools.cached_property
     def _lost(self) -> dict[int, list[str]]:
-        return missing_chunks(self.group)
+        return missing_chunks(self.group, done=self._done)
 
     @property
     def lost_chunks(self) -> dict[int, list[str]]:
@@ -356,7 +356,10 @@ def open(path: str) -> CacheStore:
 
 def open_complete(path: str | Path, kind: str, stage: str) -> CacheStore:
     """A complete store of ``kind``, typed; the error of :func:`open_for_reading` (which stage to run) otherwise."""
-    return KINDS[kind](str(path), validate_for_reading(path, kind, stage=stage))
+    store = KINDS[kind](str(path), validate_for_reading(path, kind, stage=stage))
+    # Listed here, once: a stage forks workers after opening its input, and each would list the store again.
+    store.lost_chunks  # noqa: B018
+    return store
 
 
 def verify_store(path: str, *, repair: bool = False) -> list[BadChunk]:

@@ -10,13 +10,15 @@ a checked read turns that error into one line naming the store, the array, the c
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
 from clips4.cache.errors import StoreError
 
@@ -33,10 +35,19 @@ def chunk_key(array: zarr.Array, chunk: int) -> str:
     return f"{array.path}/{array.metadata.encode_chunk_key((chunk,) + (0,) * (array.ndim - 1))}"
 
 
-def present_chunks(array: zarr.Array) -> set[int]:
-    """Row chunks of ``array`` that have a file (one listing of the array's keys, nothing decoded)."""
-    keys = sync(_list(array.store_path.store, f"{array.path}/"))
-    return {j for j in range(array.cdata_shape[0]) if chunk_key(array, j) in keys}
+def present_chunks(array: zarr.Array, chunks: Iterable[int]) -> set[int]:
+    """Which of the row chunks ``chunks`` of ``array`` have a file (nothing is decoded).
+
+    A local store is asked file by file (one ``stat`` each: 0.1 s for 3,250 chunks, against 1.3 s for zarr's
+    async listing); a remote one is listed once (one request, not one per chunk).
+    """
+    wanted = [int(j) for j in chunks]
+    store = array.store_path.store
+    if isinstance(store, LocalStore):
+        root = Path(store.root)
+        return {j for j in wanted if (root / chunk_key(array, j)).is_file()}
+    keys = sync(_list(store, f"{array.path}/"))
+    return {j for j in wanted if chunk_key(array, j) in keys}
 
 
 def row_arrays(group: zarr.Group) -> list[str]:
@@ -48,13 +59,18 @@ def done_flags(group: zarr.Group) -> np.ndarray:
     return np.asarray(group["done"][:], dtype=bool)
 
 
-def missing_chunks(group: zarr.Group, chunks: Sequence[int] | None = None) -> dict[int, list[str]]:
-    """``{chunk: [arrays whose file is missing]}`` over the chunks marked done (or the given ones)."""
-    done = done_flags(group)
-    wanted = np.flatnonzero(done) if chunks is None else [j for j in chunks if done[j]]
+def missing_chunks(
+    group: zarr.Group, chunks: Sequence[int] | None = None, done: np.ndarray | None = None
+) -> dict[int, list[str]]:
+    """``{chunk: [arrays whose file is missing]}`` over the chunks marked done (of ``chunks``, default all);
+    ``done`` saves reading the done flags again when the caller has them."""
+    done = done_flags(group) if done is None else done
+    wanted = [int(j) for j in np.flatnonzero(done)] if chunks is None else [j for j in chunks if done[j]]
     missing: dict[int, list[str]] = {}
+    if not wanted:
+        return missing
     for name in row_arrays(group):
-        present = present_chunks(group[name])
+        present = present_chunks(group[name], wanted)
         for j in wanted:
             if int(j) not in present:
                 missing.setdefault(int(j), []).append(name)
@@ -219,7 +235,7 @@ def verify(group: zarr.Group, path: str) -> list[BadChunk]:
         if name not in group or done is None:
             continue
         array = group[name]
-        present = present_chunks(array)
+        present = present_chunks(array, np.flatnonzero(done))
         total = int(array.shape[0])
         for chunk in np.flatnonzero(done):
             chunk = int(chunk)

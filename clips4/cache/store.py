@@ -333,7 +333,15 @@ def _create_or_resume(path: str | Path, header: Mapping[str, Any], *, rebuild: b
             )
         _say(f"{path}: stale ({describe_changes(existing, header)}); rebuilding it")
         remove_store(path)
-    return zarr.open_group(str(path), mode="w-", attributes=_jsonable(header))
+    try:
+        return zarr.open_group(str(path), mode="w-", attributes=_jsonable(header))
+    except (zarr.errors.ContainsGroupError, FileExistsError):  # a second rank-0 process created it just now
+        if (read_header(path) or {}).get("fingerprint") == header["fingerprint"]:
+            return zarr.open_group(str(path), mode="a")
+        raise StoreError(
+            f"{path}: another process created a different version of this store at the same time; run one "
+            "configuration at a time (and give each process its own --shard)"
+        ) from None
 
 
 def _finished_work(path: str | Path, attrs: Mapping[str, Any]) -> str:
