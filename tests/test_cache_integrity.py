@@ -115,6 +115,23 @@ def test_stale_incomplete_store_needs_rebuild_only_when_it_holds_finished_chunks
     assert run_contours(params, started, workers=1).computed_chunks == result.total_chunks - 1  # resumes
 
 
+def test_cli_stage_on_a_stale_store_names_the_change_and_rebuild_replaces_it(params, project, tmp_path):
+    import yaml
+
+    runner = CliRunner()
+    cache = ["--cache-dir", str(tmp_path / "cache"), "-j", "1"]
+    assert runner.invoke(app, ["contours", *cache]).exit_code == 0
+    config = yaml.safe_load((project / "params.yaml").read_text())
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump({**config, "contours": {"sigma": 2.5}}))
+    stale = runner.invoke(app, ["contours", *cache, "--params", str(tmp_path / "changed.yaml")])
+    assert stale.exit_code == 1
+    assert "is complete but is stale (changed: contours.sigma)" in stale.output and "--rebuild" in stale.output
+    rebuilt = runner.invoke(app, ["contours", *cache, "--params", str(tmp_path / "changed.yaml"), "--rebuild"])
+    assert rebuilt.exit_code == 0 and "computed 9 of 9 chunks now; complete" in rebuilt.output
+    again = runner.invoke(app, ["contours", *cache, "--params", str(tmp_path / "changed.yaml"), "--rebuild"])
+    assert again.exit_code == 0 and "computed 0 of 9 chunks now" in again.output  # --rebuild never redoes fresh work
+
+
 def test_the_same_inputs_give_byte_identical_stores(params, tmp_path):
     """No timestamp in any store: a rebuild from the same inputs writes the same bytes, so DVC sees no change."""
     run_contours(params, tmp_path / "a.zarr", workers=1)
@@ -267,6 +284,9 @@ def test_small_store_rewrite_is_byte_identical_and_leaves_no_temporary_files(tmp
     write_small_store(path, arrays, attrs)
     first = _files(path)
     time.sleep(1.1)  # a timestamp in seconds would differ
+    write_small_store(path, arrays, attrs)
+    assert _files(path) == first
+    (path / "zarr.json").unlink()  # deleted metadata: one rewrite restores the same bytes
     write_small_store(path, arrays, attrs)
     assert _files(path) == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prototypes.zarr"]
