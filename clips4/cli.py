@@ -205,10 +205,10 @@ def reports_dir_for(cache_dir: str, reports_dir: Path | None) -> Path:
     """Where the ucm stage writes its report: never into the project when the caches live elsewhere."""
     if reports_dir is not None:
         return reports_dir
-    if cache_dir == DEFAULT_CACHE_DIR:
-        return Path("reports")
     if "://" in cache_dir:
         raise fail(f"--cache-dir {cache_dir} is a URL: give --reports-dir DIR for segments.json and figures", code=2)
+    if Path(cache_dir).resolve() == Path(DEFAULT_CACHE_DIR).resolve():
+        return Path("reports")
     return Path(cache_dir.rstrip("/")).parent / "reports"
 
 
