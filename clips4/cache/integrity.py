@@ -51,8 +51,18 @@ def present_chunks(array: zarr.Array, chunks: Iterable[int]) -> set[int]:
 
 
 def row_arrays(group: zarr.Group) -> list[str]:
-    """The arrays split by rows (filled chunk by chunk), as recorded when the store was created."""
-    return [str(name) for name in group.attrs.get("row_arrays", [])]
+    """The arrays split by rows (filled chunk by chunk), as recorded when the store was created; for a store
+    written before that record (format 1), the arrays chunked along ``rows`` like the done flags."""
+    if "row_arrays" in group.attrs:
+        return [str(name) for name in group.attrs["row_arrays"]]
+    if "rows" not in group.attrs or "rows_per_chunk" not in group.attrs:
+        return []
+    rows, step = int(group.attrs["rows"]), int(group.attrs["rows_per_chunk"])
+    return [
+        str(name)
+        for name, array in group.arrays()
+        if name != "done" and array.shape[:1] == (rows,) and array.chunks[:1] == (step,)
+    ]
 
 
 def done_flags(group: zarr.Group) -> np.ndarray:
