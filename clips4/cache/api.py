@@ -185,6 +185,13 @@ class ImageStore(RowStore):
     def _ext(self, row: int) -> dict[str, np.ndarray]:
         return {"extent": self._extents[row]}
 
+    def _read_row(self, row: int, *names: str) -> dict[str, np.ndarray]:
+        """One row of each array; a bad read names the image asked for, then the chunk (and its images)."""
+        try:
+            return {name: self._arrays[name][row] for name in names}
+        except StoreError as err:
+            raise StoreError(f"image {self.attrs['image_ids'][row]!r} (row {row}): {err}") from None
+
 
 class ContoursStore(ImageStore):
     """data/cache/contours.zarr: ``image(i)`` is a :class:`ContourMap` (float32)."""
@@ -193,7 +200,7 @@ class ContoursStore(ImageStore):
 
     def image(self, image: int | str) -> ContourMap:
         row = self._row(image)
-        return self._view({name: self._arrays[name][row] for name in ("strength", "orientation")} | self._ext(row))
+        return self._view(self._read_row(row, "strength", "orientation") | self._ext(row))
 
     def _view(self, row_data: dict[str, np.ndarray]) -> ContourMap:
         height, width = (int(v) for v in row_data["extent"])
@@ -219,7 +226,7 @@ class SuperpixelsStore(ImageStore):
 
     def image(self, image: int | str) -> Superpixels:
         row = self._row(image)
-        return self._view({name: self._arrays[name][row] for name in ("labels", "ucm", "num_regions")} | self._ext(row))
+        return self._view(self._read_row(row, "labels", "ucm", "num_regions") | self._ext(row))
 
     def _view(self, row_data: dict[str, np.ndarray]) -> Superpixels:
         height, width = (int(v) for v in row_data["extent"])
@@ -245,7 +252,7 @@ class DenseStore(ImageStore):
 
     def image(self, image: int | str) -> np.ndarray:
         row = self._row(image)
-        return self._view({"features": self._arrays["features"][row]} | self._ext(row))
+        return self._view(self._read_row(row, "features") | self._ext(row))
 
     def _view(self, row_data: dict[str, np.ndarray]) -> np.ndarray:
         height, width = (int(v) for v in row_data["extent"])
@@ -302,7 +309,11 @@ class SegmentsStore(RowStore):
                 self._require(
                     max(start, chunk * self.rows_per_chunk), f"segments of image {self.attrs['image_ids'][row]!r}"
                 )
-        return ImageSegments(start, stop, self._arrays["embeddings"][start:stop], self._arrays["area"][start:stop])
+        try:
+            embeddings, area = self._arrays["embeddings"][start:stop], self._arrays["area"][start:stop]
+        except StoreError as err:  # the chunk names several images: say which one was asked for
+            raise StoreError(f"segments of image {self.attrs['image_ids'][row]!r}: {err}") from None
+        return ImageSegments(start, stop, embeddings, area)
 
     def iter_chunks(self, first: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """``(first_row, embeddings block)`` over rows ``[first, stop)``, one chunk read at a time."""
