@@ -141,6 +141,6 @@ def test_synth_rejects_a_model_that_is_not_packaged(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     config = model_config("clips4-test-vit")
     save_clip_checkpoint(tmp_path / "models" / "clip.pt", build_model(config), "clips4-test-vit", config)
-    with pytest.raises(Clips4Error, match="was trained as 'clips4-test-vit' but clip.model is 'clips4-tiny-vit'"):
+    with pytest.raises(Clips4Error, match=r"was trained as 'clips4-test-vit' but clip\.model is 'clips4-tiny-vit'"):
         load_clip("clips4-tiny-vit", "synth")
     assert load_clip("clips4-test-vit", "synth").model_name == "clips4-test-vit"
