@@ -31,6 +31,24 @@ def _problem(err: DatasetError, fallback: Path) -> Problem:
     return Problem(err.path or str(fallback), str(err))
 
 
+def split_source(fmt: str, dataset: SegmentationDataset, split: str) -> Path:
+    """The file (or, for COCO-Stuff, the folder) that lists a split's images, to name in messages."""
+    if fmt == "cocostuff":
+        return dataset.root / "images" / (split if split.endswith("2017") else f"{split}2017")
+    folder = "SegmentationContext" if fmt == "context" else "Segmentation"
+    return dataset.root / "ImageSets" / folder / f"{split}.txt"
+
+
+def require_images(fmt: str, dataset: SegmentationDataset, split: str) -> None:
+    """Raise a :class:`DatasetError` naming the split's file when the split lists no image."""
+    if len(dataset) == 0:
+        source = split_source(fmt, dataset, split)
+        raise DatasetError(
+            f"{source}: split {split!r} lists no images; list one image id per line (or regenerate the dataset)",
+            source,
+        )
+
+
 def _check_caption(dataset: SegmentationDataset, index: int, label: np.ndarray) -> Problem | None:
     record = dataset.captions.get(dataset.ids[index])
     captions_file = str(dataset.root / "captions.jsonl")
@@ -53,6 +71,11 @@ def _check_segmentation(root: Path, fmt: str) -> tuple[list[Problem], int]:
     for split in split_names(fmt, root):
         try:
             dataset = open_dataset(fmt, root, split)
+        except DatasetError as err:
+            problems.append(_problem(err, root))
+            continue
+        try:
+            require_images(fmt, dataset, split)
         except DatasetError as err:
             problems.append(_problem(err, root))
             continue
@@ -85,6 +108,10 @@ def _check_davis(root: Path) -> tuple[list[Problem], int]:
             dataset = open_davis(root, split)
         except DatasetError as err:
             problems.append(_problem(err, root))
+            continue
+        if not dataset.sequences:
+            split_file = sets / f"{split}.txt"
+            problems.append(Problem(str(split_file), f"{split_file}: split {split!r} lists no sequences"))
             continue
         for name in tqdm(dataset.sequences, desc=f"check {split}", unit="video", leave=False):
             try:
