@@ -38,8 +38,8 @@ from clips4.clip.loading import (
     tokenizer_for,
 )
 from clips4.clip.text import text_embeddings
-from clips4.data.check import require_images
 from clips4.data.layouts import open_dataset
+from clips4.data.splits import require_images
 from clips4.errors import Clips4Error
 from clips4.params import Params
 

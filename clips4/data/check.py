@@ -15,6 +15,7 @@ from clips4.data.davis import open_davis
 from clips4.data.images import read_label, read_rgb
 from clips4.data.layouts import open_dataset, split_names
 from clips4.data.segmentation import SegmentationDataset
+from clips4.data.splits import require_images
 from clips4.data.types import IGNORE_INDEX
 from clips4.errors import DatasetError
 
@@ -29,24 +30,6 @@ class Problem:
 
 def _problem(err: DatasetError, fallback: Path) -> Problem:
     return Problem(err.path or str(fallback), str(err))
-
-
-def split_source(fmt: str, dataset: SegmentationDataset, split: str) -> Path:
-    """The file (or, for COCO-Stuff, the folder) that lists a split's images, to name in messages."""
-    if fmt == "cocostuff":
-        return dataset.root / "images" / (split if split.endswith("2017") else f"{split}2017")
-    folder = "SegmentationContext" if fmt == "context" else "Segmentation"
-    return dataset.root / "ImageSets" / folder / f"{split}.txt"
-
-
-def require_images(fmt: str, dataset: SegmentationDataset, split: str) -> None:
-    """Raise a :class:`DatasetError` naming the split's file when the split lists no image."""
-    if len(dataset) == 0:
-        source = split_source(fmt, dataset, split)
-        raise DatasetError(
-            f"{source}: split {split!r} lists no images; list one image id per line (or regenerate the dataset)",
-            source,
-        )
 
 
 def _check_caption(dataset: SegmentationDataset, index: int, label: np.ndarray) -> Problem | None:

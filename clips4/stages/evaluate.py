@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from clips4.clip.loading import compute_device, load_clip
-from clips4.data.check import require_images
 from clips4.data.layouts import open_dataset
+from clips4.data.splits import require_images
 from clips4.eval.language import LanguageClasses, language_classes
 from clips4.eval.maskclip import MaskClipSegmenter
 from clips4.eval.scoring import SegmentationScores, Segmenter, score_segmenter
