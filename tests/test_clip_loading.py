@@ -96,6 +96,7 @@ def test_openai_tag_builds_quick_gelu(tiny_openai_tag):
     loaded = load_clip("clips4-test-vit", "openai")
     assert loaded.quick_gelu  # open_clip alone builds exact GELU here and only warns
     assert loaded.source == "open_clip:clips4-test-vit/openai" and loaded.mean == (0.5, 0.5, 0.5)
+    assert loaded.identity == "clips4-test-vit:open_clip:clips4-test-vit/openai:quickgelu"  # caches see the change
     assert not load_clip("clips4-test-vit", str(tiny_openai_tag)).quick_gelu  # a plain state dict: its config's
 
 

@@ -60,8 +60,10 @@ class LoadedClip:
 
     @property
     def identity(self) -> str:
-        """A key for caches: changes when the model or its weights change."""
-        return f"{self.model_name}:{self.sha256 or self.source}"
+        """A key for caches: changes when the model, its weights or its activation change (``:quickgelu`` is
+        appended only for QuickGELU, so the keys of GELU models, the tiny CLIP included, are unchanged)."""
+        key = f"{self.model_name}:{self.sha256 or self.source}"
+        return f"{key}:quickgelu" if self.quick_gelu else key
 
 
 def file_sha256(path: str | Path) -> str:
