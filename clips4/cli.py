@@ -288,8 +288,8 @@ def evaluate(
         Path | None,
         typer.Option(
             "--reports-dir",
-            help="Folder of metrics.json and per_class_iou.json [default: reports; with a --dense-mode that "
-            "differs from clip.dense_mode, nothing is written unless this is given].",
+            help="Folder of metrics.json and per_class_iou.json. Default: reports; but with a --dense-mode that "
+            "differs from clip.dense_mode, nothing is written unless this is given.",
             file_okay=False,
         ),
     ] = None,
