@@ -134,25 +134,17 @@ def synth(
     workers: WorkersOption = 0,
 ) -> None:
     """Generate the synthetic world: images, masks, captions, class folds, and videos."""
-    from clips4.data.synth import generate_image, write_world
-    from clips4.data.synth_video import write_videos
+    from clips4.stages.synth import run_synth, run_synth_preview
 
     config = read_params(params)
     if preview:
-        from clips4.data.preview import write_preview
-
-        samples = [generate_image(config.synth, config.seed, "train", i) for i in range(preview)]
-        path = write_preview(
-            [s.image for s in samples],
-            [s.label for s in samples],
-            [s.caption for s in samples],
-            Path("reports/figures/synth_preview.png"),
-        )
-        typer.echo(f"wrote {path}")
+        typer.echo(f"wrote {run_synth_preview(config, preview, Path('reports/figures/synth_preview.png'))}")
         return
-    write_world(config.synth, config.seed, out, workers=workers)
-    write_videos(config.synth, config.seed, video_out)
-    typer.echo(f"wrote {out} and {video_out}")
+    result = run_synth(config, out, video_out, workers=workers)
+    typer.echo(
+        f"wrote {result.image_root} ({result.train_images} train, {result.val_images} val images) and "
+        f"{result.video_root} ({result.video_sequences} videos)"
+    )
 
 
 # --- data ---
@@ -184,11 +176,12 @@ def data_check(
 @user_errors
 def clip_pretrain(params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
     """Train the tiny CLIP on the synthetic world's captions (clip.pretrained: synth), or record real weights."""
-    from clips4.clip.pretrain import run_clip_pretrain
+    from clips4.stages.clip_pretrain import run_clip_pretrain
 
     result = run_clip_pretrain(read_params(params))
+    activation = "QuickGELU" if result.quick_gelu else "GELU"
     typer.echo(
-        f"wrote models/clip.pt and models/clip.json: {result.model_name} from {result.source}, "
+        f"wrote models/clip.pt and models/clip.json: {result.model_name} ({activation}) from {result.source}, "
         f"{result.train_seconds:.0f} s, zero-shot recall@k {result.zero_shot_recall_at_k}"
     )
 
@@ -351,33 +344,42 @@ def cache_verify(
 @user_errors
 def evaluate(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
-    method: Annotated[str, typer.Option(help="Method to evaluate: maskclip (CLIP's own dense features).")] = "maskclip",
     dense_mode: Annotated[
         str | None, typer.Option(help="Override clip.dense_mode (maskclip | clearclip) for a side-by-side run.")
     ] = None,
-    metrics: Annotated[Path, typer.Option(help="Metrics JSON to update.")] = Path("reports/metrics.json"),
+    reports_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--reports-dir",
+            help="Folder of metrics.json and per_class_iou.json. Default: reports; but with a --dense-mode that "
+            "differs from clip.dense_mode, nothing is written unless this is given.",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Language-driven segmentation of the val split; writes mIoU and pixel accuracy (percent)."""
-    import json
-
+    """Language-driven segmentation of the val split by every available method (eval.protocol; GPU when present);
+    writes mIoU and pixel accuracy (percent) per method, and the per-class IoU."""
     from clips4.clip.dense import DENSE_MODES
-    from clips4.eval.evaluate import METHODS, evaluate_maskclip, merge_metrics
+    from clips4.stages.evaluate import run_evaluate
 
-    if method not in METHODS:
-        raise fail(f"--method: must be one of {', '.join(METHODS)}, got {method!r}", code=2)
     if dense_mode is not None and dense_mode not in DENSE_MODES:
         raise fail(f"--dense-mode: must be one of {', '.join(DENSE_MODES)}, got {dense_mode!r}", code=2)
     config = read_params(params)
-    result = evaluate_maskclip(config, dense_mode)
-    if dense_mode is None or dense_mode == config.clip.dense_mode:
-        merge_metrics(metrics, "maskclip", {"miou": result["miou"], "pacc": result["pacc"]})
-        per_class = metrics.parent / "maskclip_per_class.json"
-        per_class.write_text(
-            json.dumps({"dense_mode": result["dense_mode"], "iou": result["per_class"]}, indent=2) + "\n"
+    side_by_side = dense_mode is not None and dense_mode != config.clip.dense_mode
+    if reports_dir is None and not side_by_side:
+        reports_dir = Path("reports")
+    result = run_evaluate(config, reports_dir, dense_mode)
+    for method, scores in result.scores.items():
+        typer.echo(
+            f"{method} ({result.dense_mode}, {result.protocol}, {result.device}, {scores.images} images): "
+            f"mIoU {scores.miou:.2f}  pAcc {scores.pacc:.2f}"
         )
-    typer.echo(f"maskclip ({result['dense_mode']}): mIoU {result['miou']:.2f}  pAcc {result['pacc']:.2f}")
-    for name, iou in result["per_class"].items():
-        typer.echo(f"  {name:12s} {'-' if iou is None else f'{iou:.1f}'}")
+        for name, iou in scores.per_class.items():
+            typer.echo(f"  {name:16s} {'-' if iou is None else f'{iou:.1f}'}")
+    if result.metrics_path is None:
+        typer.echo("side-by-side run: nothing written (pass --reports-dir to keep it)")
+    else:
+        typer.echo(f"wrote {result.metrics_path} and {result.per_class_path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

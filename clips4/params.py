@@ -86,6 +86,17 @@ class ClipParams:
 
 
 @dataclass(frozen=True)
+class EvalParams:
+    """How ``clips4 evaluate`` reads the val images (clips4/eval/protocol.py).
+
+    ``slide``: sliding windows of ``clip.window`` every ``clip.stride`` pixels for larger images; ``whole``:
+    MaskCLIP's test, one pass over the image after mmsegmentation's per-dataset keep-ratio resize.
+    """
+
+    protocol: str = _choice("slide", "slide", "whole")
+
+
+@dataclass(frozen=True)
 class ContourParams:
     """Contour detection (``clips4 contours``): the boundary map that OWT-UCM turns into superpixels."""
 
@@ -140,6 +151,7 @@ class Params:
     dataset: DatasetParams = field(default_factory=DatasetParams)
     synth: SynthParams = field(default_factory=SynthParams)
     clip: ClipParams = field(default_factory=ClipParams)
+    eval: EvalParams = field(default_factory=EvalParams)
     contours: ContourParams = field(default_factory=ContourParams)
     ucm: UcmParams = field(default_factory=UcmParams)
     cache: CacheParams = field(default_factory=CacheParams)
@@ -246,6 +258,7 @@ def params_from_dict(raw: dict[str, Any] | None) -> Params:
 def load_params(path: str | Path = DEFAULT_PARAMS_PATH, overrides: dict[str, Any] | None = None) -> Params:
     """Load params.yaml, apply dotted ``overrides`` (``{"clip.dense_mode": "clearclip"}``) and validate.
 
+    A relative ``dataset.root`` is resolved against the params file's folder (and returned absolute).
     Raises :class:`ParamsError` whose message starts with the file name and names the key.
     """
     path = Path(path)
@@ -265,6 +278,17 @@ def load_params(path: str | Path = DEFAULT_PARAMS_PATH, overrides: dict[str, Any
             node = node.setdefault(part, {})
         node[leaf] = value
     try:
-        return params_from_dict(raw)
+        params = params_from_dict(raw)
     except ParamsError as err:
         raise ParamsError(f"{path}: {err}") from None
+    return _resolve_dataset_root(params, path)
+
+
+def _resolve_dataset_root(params: Params, path: Path) -> Params:
+    """A relative ``dataset.root`` is relative to the params file's folder, not to the current folder, so that
+    ``--params /abs/project/params.yaml`` reads the project's data from anywhere. It becomes absolute."""
+    root = params.dataset.root
+    if "://" in root or Path(root).is_absolute():
+        return params
+    absolute = str((path.resolve().parent / root).resolve())
+    return dataclasses.replace(params, dataset=dataclasses.replace(params.dataset, root=absolute))

@@ -77,3 +77,71 @@ def test_text_embeddings_average_normalised_templates(tmp_path):
     assert torch.equal(again, embeddings)
     default = text_embeddings(loaded, ["ball"])  # the 85 packaged templates
     assert torch.allclose(default.norm(dim=-1), torch.ones(1))
+
+
+@pytest.fixture
+def tiny_openai_tag(tmp_path, monkeypatch):
+    """A tiny checkpoint registered as the `openai` tag of clips4-test-vit (open_clip's pretrained registry),
+    with `quick_gelu: True` as open_clip records for OpenAI's weights: no download."""
+    import open_clip.pretrained
+
+    path = tmp_path / "tiny_openai.pt"
+    torch.save(build_model(model_config("clips4-test-vit")).state_dict(), path)
+    entry = {"file": str(path), "quick_gelu": True, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, "clips4-test-vit", {"openai": entry})
+    return path
+
+
+def test_openai_tag_builds_quick_gelu(tiny_openai_tag):
+    loaded = load_clip("clips4-test-vit", "openai")
+    assert loaded.quick_gelu  # open_clip alone builds exact GELU here and only warns
+    assert loaded.source == "open_clip:clips4-test-vit/openai" and loaded.mean == (0.5, 0.5, 0.5)
+    assert loaded.identity == "clips4-test-vit:open_clip:clips4-test-vit/openai:quickgelu"  # caches see the change
+    assert not load_clip("clips4-test-vit", str(tiny_openai_tag)).quick_gelu  # a plain state dict: its config's
+
+
+def test_openai_torchscript_file_builds_quick_gelu(tmp_path):
+    model = build_model(model_config("clips4-test-vit")).eval()
+    path = tmp_path / "openai.pt"  # OpenAI's released files are TorchScript archives
+    traced = build_model(model_config("clips4-test-vit")).eval()
+    traced.load_state_dict(model.state_dict())
+    del traced._buffers["attn_mask"]  # a plain attribute in OpenAI's model: not among the archive's weights
+    torch.jit.trace_module(traced, {"encode_image": torch.zeros(1, 3, 32, 32)}).save(str(path))
+    loaded = load_clip("clips4-test-vit", str(path))
+    assert loaded.quick_gelu
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.model.state_dict()[name]), name
+
+
+def test_tag_loading_forces_the_hub_offline(tiny_openai_tag, monkeypatch):
+    import huggingface_hub.constants
+    import open_clip.factory
+
+    seen = []
+    original = open_clip.factory.download_pretrained
+    monkeypatch.setattr(
+        open_clip.factory,
+        "download_pretrained",
+        lambda *a, **k: seen.append(huggingface_hub.constants.is_offline_mode()) or original(*a, **k),
+    )
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    load_clip("clips4-test-vit", "openai")
+    assert seen == [True]  # the module constant, read by huggingface_hub, not only the variable
+    assert not huggingface_hub.constants.HF_HUB_OFFLINE and "HF_HUB_OFFLINE" not in __import__("os").environ
+
+
+def test_folder_as_checkpoint_is_called_a_folder(tmp_path):
+    with pytest.raises(Clips4Error, match="is a folder, not a checkpoint file"):
+        load_clip("clips4-test-vit", str(tmp_path))
+
+
+def test_synth_rejects_a_model_that_is_not_packaged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Clips4Error, match=r"clip\.model: 'ViT-B-16' is not a packaged tiny config"):
+        load_clip("ViT-B-16", "synth")
+    (tmp_path / "models").mkdir()
+    config = model_config("clips4-test-vit")
+    save_clip_checkpoint(tmp_path / "models" / "clip.pt", build_model(config), "clips4-test-vit", config)
+    with pytest.raises(Clips4Error, match=r"was trained as 'clips4-test-vit' but clip\.model is 'clips4-tiny-vit'"):
+        load_clip("clips4-tiny-vit", "synth")
+    assert load_clip("clips4-test-vit", "synth").model_name == "clips4-test-vit"

@@ -103,3 +103,20 @@ def test_davis_non_palette_mask_is_named(tmp_path):
     result = check(tmp_path, "davis")
     assert result.exit_code != 0
     assert "seq1/00001.png" in result.output and "palette" in result.output
+
+
+def test_empty_split_is_refused(tmp_path):
+    root = make_voc(tmp_path)
+    split_file = root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt"
+    split_file.write_text("\n")
+    result = check(root, "voc")
+    assert result.exit_code == 1
+    assert f"{split_file}: split 'val' lists no images" in result.output
+
+
+def test_empty_davis_split_is_refused(tmp_path):
+    root = make_davis(tmp_path)
+    split_file = next((root / "ImageSets" / "2017").glob("*.txt"))
+    split_file.write_text("")
+    result = check(root, "davis")
+    assert result.exit_code == 1 and "lists no sequences" in result.output, result.output

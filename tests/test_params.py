@@ -89,3 +89,25 @@ def test_cli_exits_2_on_bad_params(tmp_path):
     result = CliRunner().invoke(probe_app, [str(path)])
     assert result.exit_code == 2
     assert "unknowns" in result.output and ">= 1" in result.output
+
+
+def test_relative_dataset_root_is_relative_to_the_params_file(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    path = project / "params.yaml"
+    path.write_text(yaml.safe_dump({"dataset": {"root": "data/synth"}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_params(path).dataset.root == str(project / "data" / "synth")
+    monkeypatch.chdir(project)
+    assert load_params("params.yaml").dataset.root == str(project / "data" / "synth")  # same data either way
+    path.write_text(yaml.safe_dump({"dataset": {"root": "/data/voc"}}))
+    assert load_params(path).dataset.root == "/data/voc"
+
+
+def test_eval_protocol_is_validated(tmp_path):
+    assert params_from_dict({}).eval.protocol == "slide"
+    assert params_from_dict({"eval": {"protocol": "whole"}}).eval.protocol == "whole"
+    with pytest.raises(ParamsError, match=r"eval\.protocol: must be one of slide, whole"):
+        params_from_dict({"eval": {"protocol": "crop"}})

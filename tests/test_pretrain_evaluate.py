@@ -10,10 +10,12 @@ from typer.testing import CliRunner
 
 from clips4.cli import app
 from clips4.clip import load_clip
-from clips4.clip.pretrain import contrastive_loss, run_clip_pretrain
+from clips4.clip.pretrain import contrastive_loss
 from clips4.data.synth import write_world
-from clips4.eval.evaluate import evaluate_maskclip
+from clips4.errors import Clips4Error
 from clips4.params import load_params
+from clips4.stages.clip_pretrain import run_clip_pretrain
+from clips4.stages.evaluate import run_evaluate
 
 TINY = {
     "synth": {"image_size": 32, "train_images": 48, "val_images": 8},
@@ -53,27 +55,63 @@ def test_pretrain_then_evaluate(project, monkeypatch):
     loaded = load_clip("clips4-test-vit", "synth")
     assert loaded.sha256 == result.sha256
 
-    metrics = evaluate_maskclip(params)
-    assert 0.0 <= metrics["miou"] <= 100.0 and 0.0 <= metrics["pacc"] <= 100.0
-    assert list(metrics["per_class"])[:2] == ["grass", "sky"]
+    assert record["quick_gelu"] is False and result.quick_gelu is False
 
-    (project / "reports").mkdir(exist_ok=True)
-    (project / "reports" / "metrics.json").write_text(json.dumps({"davis": {"j_mean": 1.0}}))
-    out = CliRunner().invoke(app, ["evaluate", "--method", "maskclip"])
-    assert out.exit_code == 0, out.output
+    result = run_evaluate(params, project / "reports")
+    maskclip = result.scores["maskclip"]
+    assert 0.0 <= maskclip.miou <= 100.0 and 0.0 <= maskclip.pacc <= 100.0 and maskclip.images == 8
+    assert list(maskclip.per_class)[:2] == ["grass", "sky"]
     written = json.loads((project / "reports" / "metrics.json").read_text())
-    assert written["davis"] == {"j_mean": 1.0}  # other methods' keys are kept
-    assert set(written["maskclip"]) == {"miou", "pacc"}
-    assert written["maskclip"]["miou"] == metrics["miou"]
-    assert (project / "reports" / "maskclip_per_class.json").is_file()
+    assert written == {"maskclip": {"miou": maskclip.miou, "pacc": maskclip.pacc}}  # DESIGN.md's block layout
+    rows = json.loads((project / "reports" / "per_class_iou.json").read_text())
+    assert rows[0]["class"] == "grass" and all(set(row) <= {"class", "maskclip"} for row in rows)
+
+    (project / "reports" / "metrics.json").write_text(json.dumps({"stale": {"miou": 1.0}}))
+    out = CliRunner().invoke(app, ["evaluate"])
+    assert out.exit_code == 0, out.output
+    # one stage owns the file: it is rewritten whole, with every method scored in this run
+    assert json.loads((project / "reports" / "metrics.json").read_text()) == written
+    assert not list((project / "reports").glob(".*tmp*"))  # written through a temporary file and a rename
 
 
-def test_evaluate_rejects_unknown_method(project, monkeypatch):
+def test_evaluate_side_by_side_mode_writes_nothing_by_default(project, monkeypatch):
     monkeypatch.chdir(project)
-    out = CliRunner().invoke(app, ["evaluate", "--method", "oracle"])
-    assert out.exit_code == 2 and "--method" in out.output
+    if not (project / "models" / "clip.pt").is_file():
+        run_clip_pretrain(load_params("params.yaml"))
+    before = sorted((project / "reports").iterdir()) if (project / "reports").is_dir() else []
+    out = CliRunner().invoke(app, ["evaluate", "--dense-mode", "clearclip"])
+    assert out.exit_code == 0 and "nothing written" in out.output, out.output
+    assert (sorted((project / "reports").iterdir()) if (project / "reports").is_dir() else []) == before
+    out = CliRunner().invoke(app, ["evaluate", "--dense-mode", "clearclip", "--reports-dir", "side"])
+    assert out.exit_code == 0 and (project / "side" / "metrics.json").is_file(), out.output
+
+
+def test_evaluate_rejects_bad_dense_mode(project, monkeypatch):
+    monkeypatch.chdir(project)
     out = CliRunner().invoke(app, ["evaluate", "--dense-mode", "fancy"])
     assert out.exit_code == 2 and "--dense-mode" in out.output
+
+
+def test_evaluate_refuses_an_empty_val_split(project, monkeypatch, tmp_path):
+    monkeypatch.chdir(project)
+    if not (project / "models" / "clip.pt").is_file():
+        run_clip_pretrain(load_params("params.yaml"))
+    split_file = project / "data" / "synth" / "ImageSets" / "Segmentation" / "empty.txt"
+    split_file.write_text("")
+    params = load_params("params.yaml", {"dataset.val_split": "empty"})
+    with pytest.raises(Clips4Error, match=r"empty\.txt: split 'empty' lists no images"):
+        run_evaluate(params, tmp_path / "reports")
+    assert not (tmp_path / "reports").exists()
+    params_file = _params_file(tmp_path, root=str(project / "data" / "synth"), val_split="empty")
+    out = CliRunner().invoke(app, ["evaluate", "--params", str(params_file)])
+    assert out.exit_code == 1 and "lists no images" in out.output and "Traceback" not in out.output
+
+
+def _params_file(folder, **dataset):
+    path = folder / "params.yaml"
+    raw = {**TINY, "dataset": dataset}
+    path.write_text(yaml.safe_dump(raw))
+    return path
 
 
 def test_real_weights_are_recorded_not_trained(tmp_path, monkeypatch):
@@ -90,7 +128,12 @@ def test_real_weights_are_recorded_not_trained(tmp_path, monkeypatch):
     assert result.sha256 == sha and result.steps == 0
     reference = torch.load(tmp_path / "models" / "clip.pt")
     assert reference == {
-        "reference": {"model_name": "clips4-test-vit", "source": str(tmp_path / "weights.pt"), "sha256": sha}
+        "reference": {
+            "model_name": "clips4-test-vit",
+            "source": str(tmp_path / "weights.pt"),
+            "sha256": sha,
+            "quick_gelu": False,
+        }
     }
     record = json.loads((tmp_path / "models" / "clip.json").read_text())
     assert record["sha256"] == sha and record["final_loss"] is None

@@ -3,7 +3,9 @@ CLIP that the ``clip_pretrain`` stage trains on the synthetic world.
 
 Nothing here reaches the network: open_clip tags are read from the local cache with the Hugging Face
 hub forced offline. A missing cache is an error that says how to fetch the weights on a connected
-machine, not a hang.
+machine, not a hang. Tags and third-party files go through open_clip's own loading
+(``create_model_and_transforms(name, pretrained=<tag or file>)``); weights trained with QuickGELU (OpenAI's
+tags and TorchScript files) get QuickGELU (``force_quick_gelu``), as they were trained.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ import hashlib
 import os
 import pickle
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub.constants as hub_constants
 import open_clip
 import torch
 from open_clip.model import CLIP
+from open_clip.transformer import QuickGELU
 
 from clips4.errors import Clips4Error
 
@@ -48,9 +54,16 @@ class LoadedClip:
         return int(self.model.text_projection.shape[1]) if self.model.text_projection is not None else -1
 
     @property
+    def quick_gelu(self) -> bool:
+        """Whether the MLPs use QuickGELU (recorded in models/clip.json)."""
+        return uses_quick_gelu(self.model)
+
+    @property
     def identity(self) -> str:
-        """A key for caches: changes when the model or its weights change."""
-        return f"{self.model_name}:{self.sha256 or self.source}"
+        """A key for caches: changes when the model, its weights or its activation change (``:quickgelu`` is
+        appended only for QuickGELU, so the keys of GELU models, the tiny CLIP included, are unchanged)."""
+        key = f"{self.model_name}:{self.sha256 or self.source}"
+        return f"{key}:quickgelu" if self.quick_gelu else key
 
 
 def file_sha256(path: str | Path) -> str:
@@ -59,6 +72,16 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def packaged_models() -> list[str]:
+    """The tiny configs shipped in ``clips4/clip/model_configs/`` (the only models ``clip.pretrained: synth`` takes)."""
+    return sorted(path.stem for path in MODEL_CONFIG_DIR.glob("*.json"))
+
+
+def compute_device() -> torch.device:
+    """The GPU when torch sees one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def model_config(model_name: str) -> dict[str, Any]:
@@ -97,45 +120,99 @@ def save_clip_checkpoint(path: str | Path, model: CLIP, model_name: str, config:
 
 
 def _read_checkpoint(path: Path) -> Any:
-    try:
+    try:  # torch.load also opens TorchScript archives (OpenAI's released files) and returns the module
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError):
-        pass  # not a pickled checkpoint: maybe a TorchScript archive
-    try:  # OpenAI's released checkpoints are TorchScript archives
-        return torch.jit.load(path, map_location="cpu").state_dict()
-    except (RuntimeError, ValueError) as err:
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
         raise Clips4Error(
             f"{path}: not a readable CLIP checkpoint ({str(err).splitlines()[0]}); the file is corrupt or not "
             "a torch checkpoint; re-create it (dvc repro clip_pretrain) or re-copy it"
         ) from err
 
 
-def _load_checkpoint_file(path: Path, model_name: str) -> LoadedClip:
+def uses_quick_gelu(model: torch.nn.Module) -> bool:
+    """Whether the model's MLPs use QuickGELU (``x * sigmoid(1.702 x)``), the activation OpenAI's CLIP was
+    trained with, rather than exact GELU."""
+    return any(isinstance(module, QuickGELU) for module in model.modules())
+
+
+def require_packaged_model(model_name: str) -> None:
+    if model_name not in packaged_models():
+        raise Clips4Error(
+            f"clip.model: {model_name!r} is not a packaged tiny config ({', '.join(packaged_models())}); "
+            "clip.pretrained: synth trains and loads one of those; for a real open_clip model set clip.pretrained "
+            "to its tag (e.g. openai) or to a checkpoint file"
+        )
+
+
+def _load_clips4_checkpoint(path: Path, checkpoint: dict[str, Any], model_name: str) -> LoadedClip:
+    config, state_dict = checkpoint["model_config"], checkpoint["state_dict"]
+    trained_as = checkpoint.get("model_name", model_name)
+    if trained_as != model_name:
+        raise Clips4Error(
+            f"{path}: was trained as {trained_as!r} but clip.model is {model_name!r}; set clip.model to "
+            f"{trained_as!r}, or retrain it (dvc repro clip_pretrain)"
+        )
+    model = build_model(config)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise Clips4Error(f"{path}: weights do not fit their own config ({first}); re-create it") from err
+    return LoadedClip(model.eval(), tokenizer_for(config), model_name, str(path), file_sha256(path))
+
+
+def _load_checkpoint_file(path: Path, model_name: str, device: str | torch.device) -> LoadedClip:
+    if path.is_dir():
+        raise Clips4Error(f"{path}: is a folder, not a checkpoint file; set clip.pretrained to the weights file in it")
     if not path.is_file():
         raise Clips4Error(f"{path}: checkpoint file not found")
     checkpoint = _read_checkpoint(path)
     if isinstance(checkpoint, dict) and "state_dict" in checkpoint and "model_config" in checkpoint:
-        config, state_dict = checkpoint["model_config"], checkpoint["state_dict"]
-        model_name = checkpoint.get("model_name", model_name)
-    elif isinstance(checkpoint, dict):
-        config = model_config(model_name)
-        state_dict = checkpoint.get("state_dict", checkpoint)
-        state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    else:
+        return _load_clips4_checkpoint(path, checkpoint, model_name)
+    if not isinstance(checkpoint, (dict, torch.jit.ScriptModule)):
         raise Clips4Error(f"{path}: holds a {type(checkpoint).__name__}, not a CLIP state dict or checkpoint")
-    model = build_model(config)
-    try:
-        model.load_state_dict(state_dict, strict=True)
+    model_config(model_name)
+    # OpenAI's own TorchScript files hold weights trained with QuickGELU, whatever the config says.
+    openai_file = isinstance(checkpoint, torch.jit.ScriptModule)
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, force_quick_gelu=openai_file)
+    try:  # open_clip's loader (it converts third-party key layouts); TorchScript files need weights_only=False
+        open_clip.load_checkpoint(model, str(path), weights_only=openai_file is False)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise Clips4Error(
             f"{path}: weights do not fit clip.model {model_name!r} ({first}); set clip.model to the model "
             "these weights were trained as"
         ) from err
-    return LoadedClip(model.eval(), tokenizer_for(config), model_name, str(path), file_sha256(path))
+    normalize = preprocess.transforms[-1]
+    return LoadedClip(
+        model=model.eval(),
+        tokenizer=open_clip.get_tokenizer(model_name),
+        model_name=model_name,
+        source=str(path),
+        sha256=file_sha256(path),
+        mean=tuple(normalize.mean),
+        std=tuple(normalize.std),
+    )
 
 
-def _load_tag(model_name: str, tag: str, device: str) -> LoadedClip:
+@contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Force the Hugging Face hub offline while loading. huggingface_hub reads ``HF_HUB_OFFLINE`` once, at import,
+    so setting the variable is not enough: the module constant is switched too (and both restored after)."""
+    previous_env, previous_constant = os.environ.get("HF_HUB_OFFLINE"), hub_constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = previous_constant
+        if previous_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous_env
+
+
+def _load_tag(model_name: str, tag: str, device: str | torch.device) -> LoadedClip:
     model_config(model_name)
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if tag not in tags:
@@ -143,10 +220,14 @@ def _load_tag(model_name: str, tag: str, device: str) -> LoadedClip:
             f"clip.pretrained: {tag!r} is neither a file nor an open_clip tag of {model_name!r} "
             f"(tags: {', '.join(tags) or 'none'}; or 'synth' for the tiny CLIP trained by clip_pretrain)"
         )
-    previous = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"  # read the local cache only: fail at once instead of hanging offline
+    # Weights trained with QuickGELU (OpenAI's, and a few others) say so in their tag; open_clip 3.x would build
+    # exact GELU for `ViT-B-16` + `openai` and only warn, which silently changes every feature.
+    quick_gelu = bool(open_clip.get_pretrained_cfg(model_name, tag).get("quick_gelu", False))
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device)
+        with _hub_offline():
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=tag, device=device, force_quick_gelu=quick_gelu
+            )
         tokenizer = open_clip.get_tokenizer(model_name)
     except Exception as err:  # open_clip raises many types for a missing cache; all mean the same here
         raise Clips4Error(
@@ -155,24 +236,19 @@ def _load_tag(model_name: str, tag: str, device: str) -> LoadedClip:
             f"pretrained='{tag}')\" and copy its Hugging Face cache folder (~/.cache/huggingface/hub, or "
             "$HF_HOME/hub) to the same place here; or set clip.pretrained to a local checkpoint file"
         ) from None
-    finally:
-        if previous is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = previous
     normalize = preprocess.transforms[-1]
     return LoadedClip(
-        model.eval(),
-        tokenizer,
-        model_name,
-        f"open_clip:{model_name}/{tag}",
-        None,
-        tuple(normalize.mean),
-        tuple(normalize.std),
+        model=model.eval(),
+        tokenizer=tokenizer,
+        model_name=model_name,
+        source=f"open_clip:{model_name}/{tag}",
+        sha256=None,
+        mean=tuple(normalize.mean),
+        std=tuple(normalize.std),
     )
 
 
-def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedClip:
+def load_clip(model_name: str, pretrained: str, device: str | torch.device = "cpu") -> LoadedClip:
     """Load CLIP for inference.
 
     ``pretrained`` is ``synth`` (``models/clip.pt`` from the ``clip_pretrain`` stage), a path to a local
@@ -180,14 +256,15 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
     pretrained tag such as ``openai`` (read from the local cache, never downloaded).
     """
     if pretrained == "synth":
+        require_packaged_model(model_name)
         if not SYNTH_CHECKPOINT.is_file():
             raise Clips4Error(
                 f"{SYNTH_CHECKPOINT}: not found; clip.pretrained is 'synth', so train the tiny CLIP first: "
                 "dvc repro clip_pretrain (or clips4 clip-pretrain)"
             )
-        loaded = _load_checkpoint_file(SYNTH_CHECKPOINT, model_name)
+        loaded = _load_checkpoint_file(SYNTH_CHECKPOINT, model_name, device)
     elif Path(pretrained).suffix in (".pt", ".pth", ".bin", ".ckpt") or Path(pretrained).exists():
-        loaded = _load_checkpoint_file(Path(pretrained), model_name)
+        loaded = _load_checkpoint_file(Path(pretrained), model_name, device)
     else:
         loaded = _load_tag(model_name, pretrained, device)
     loaded.model.to(device)

@@ -8,21 +8,23 @@ patch embeddings, so each patch is pushed toward the text of what it shows. Mask
 of the last layer depends on exactly that.
 
 When ``clip.pretrained`` names real weights, the stage trains nothing. It records which weights are used
-(name, source, sha256), so downstream stages rerun when they change.
+(name, source, sha256, activation), so downstream stages rerun when they change. The stage itself, which
+writes the files, is clips4/stages/clip_pretrain.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from open_clip.model import CLIP
 from tqdm import tqdm
 
 from clips4.clip.dense import normalize_images, to_rgb_batch
@@ -31,33 +33,34 @@ from clips4.clip.loading import (
     OPENAI_STD,
     LoadedClip,
     build_model,
-    load_clip,
     model_config,
-    save_clip_checkpoint,
+    require_packaged_model,
     tokenizer_for,
 )
 from clips4.clip.text import text_embeddings
 from clips4.data.layouts import open_dataset
+from clips4.data.splits import require_images
 from clips4.errors import Clips4Error
 from clips4.params import Params
 
 
 @dataclass(frozen=True)
-class PretrainResult:
-    model_name: str
-    source: str
-    sha256: str | None
+class TrainedClip:
+    """A freshly trained tiny CLIP (eval mode) with its config and training record."""
+
+    model: CLIP
+    config: dict[str, Any]
     train_images: int
     epochs: int
     steps: int
     train_seconds: float
-    final_loss: float | None  # None when nothing was trained (real weights)
-    zero_shot_recall_at_k: float | None
+    final_loss: float
 
 
 def load_images_and_captions(root: str | Path, split: str) -> tuple[torch.Tensor, list[str], list[tuple[str, ...]]]:
     """All images of a synthetic-world split as uint8 ``[N, H, W, 3]``, with captions and class lists."""
     dataset = open_dataset("synth", root, split)
+    require_images("synth", dataset, split)
     missing = [i for i in dataset.ids if i not in dataset.captions]
     if missing:
         raise Clips4Error(f"{Path(root) / 'captions.jsonl'}: no caption for {missing[0]} (and {len(missing) - 1} more)")
@@ -101,8 +104,9 @@ def zero_shot_recall_at_k(
     return 100.0 * hits / max(1, total)
 
 
-def train_tiny_clip(params: Params, out: Path, progress: bool = True) -> PretrainResult:
-    """Train the tiny CLIP on ``dataset.root``'s train captions; write ``out`` (checkpoint) and return a record."""
+def train_tiny_clip(params: Params, progress: bool = True) -> TrainedClip:
+    """Train the tiny CLIP ``clip.model`` (a packaged config) on ``dataset.root``'s train captions."""
+    require_packaged_model(params.clip.model)
     if params.dataset.name != "synth":
         raise Clips4Error(
             f"clip.pretrained is 'synth' but dataset.name is {params.dataset.name!r}: the tiny CLIP trains on the "
@@ -150,24 +154,14 @@ def train_tiny_clip(params: Params, out: Path, progress: bool = True) -> Pretrai
             bar.update()
             bar.set_postfix(loss=f"{loss_value:.3f}")
     bar.close()
-    seconds = time.perf_counter() - started
-    model.eval()
-    sha = save_clip_checkpoint(out, model, params.clip.model, config)
-
-    loaded = LoadedClip(model, tokenizer, params.clip.model, str(out), sha)
-    val_images, _, val_classes = load_images_and_captions(params.dataset.root, params.dataset.val_split)
-    class_names = list(open_dataset("synth", params.dataset.root, params.dataset.val_split).class_names)
-    recall = zero_shot_recall_at_k(loaded, val_images, val_classes, class_names)
-    return PretrainResult(
-        params.clip.model,
-        str(out),
-        sha,
-        len(images),
-        settings.epochs,
-        step,
-        round(seconds, 1),
-        round(loss_value, 4),
-        round(recall, 2),
+    return TrainedClip(
+        model=model.eval(),
+        config=config,
+        train_images=len(images),
+        epochs=settings.epochs,
+        steps=step,
+        train_seconds=round(time.perf_counter() - started, 1),
+        final_loss=round(loss_value, 4),
     )
 
 
@@ -179,33 +173,3 @@ def state_dict_sha256(model: torch.nn.Module) -> str:
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def record_real_weights(params: Params, out: Path) -> PretrainResult:
-    """For real CLIP weights: load them (a missing cache fails here, early) and write a small reference file
-    in place of a checkpoint, whose content changes exactly when the weights do."""
-    loaded = load_clip(params.clip.model, params.clip.pretrained)
-    sha = loaded.sha256 or state_dict_sha256(loaded.model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    torch.save({"reference": {"model_name": loaded.model_name, "source": loaded.source, "sha256": sha}}, tmp)
-    tmp.replace(out)
-    return PretrainResult(loaded.model_name, loaded.source, sha, 0, 0, 0, 0.0, None, None)
-
-
-def run_clip_pretrain(
-    params: Params, checkpoint: Path = Path("models/clip.pt"), record: Path = Path("models/clip.json")
-) -> PretrainResult:
-    """The ``clip_pretrain`` stage: train (synth) or record (real weights), then write ``record`` as JSON."""
-    if params.clip.pretrained == "synth":
-        result = train_tiny_clip(params, checkpoint)
-        config = model_config(params.clip.model)
-    else:
-        result = record_real_weights(params, checkpoint)
-        config = {}
-    payload = {"pretrained": params.clip.pretrained, "config": config, **asdict(result)}
-    record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(record)
-    return result

@@ -15,6 +15,7 @@ from clips4.data.davis import open_davis
 from clips4.data.images import read_label, read_rgb
 from clips4.data.layouts import open_dataset, split_names
 from clips4.data.segmentation import SegmentationDataset
+from clips4.data.splits import require_images
 from clips4.data.types import IGNORE_INDEX
 from clips4.errors import DatasetError
 
@@ -56,6 +57,11 @@ def _check_segmentation(root: Path, fmt: str) -> tuple[list[Problem], int]:
         except DatasetError as err:
             problems.append(_problem(err, root))
             continue
+        try:
+            require_images(fmt, dataset, split)
+        except DatasetError as err:
+            problems.append(_problem(err, root))
+            continue
         for index in tqdm(range(len(dataset)), desc=f"check {split}", unit="img", mininterval=1.0, leave=False):
             checked += 1
             try:
@@ -85,6 +91,10 @@ def _check_davis(root: Path) -> tuple[list[Problem], int]:
             dataset = open_davis(root, split)
         except DatasetError as err:
             problems.append(_problem(err, root))
+            continue
+        if not dataset.sequences:
+            split_file = sets / f"{split}.txt"
+            problems.append(Problem(str(split_file), f"{split_file}: split {split!r} lists no sequences"))
             continue
         for name in tqdm(dataset.sequences, desc=f"check {split}", unit="video", leave=False):
             try:

@@ -1,0 +1,96 @@
+"""The ``clip_pretrain`` stage: train the tiny CLIP on the synthetic world (``clip.pretrained: synth``) into
+models/clip.pt, or, for real weights, write there a small reference whose content changes exactly when the
+weights (or the activation they run with) do. Either way models/clip.json records what is used: model name,
+source, sha256, ``quick_gelu`` (the MLP activation: QuickGELU for OpenAI's weights) and, for the tiny CLIP,
+its training and zero-shot recall@k on val.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from clips4.clip.loading import LoadedClip, load_clip, model_config, save_clip_checkpoint, tokenizer_for
+from clips4.clip.pretrain import load_images_and_captions, state_dict_sha256, train_tiny_clip, zero_shot_recall_at_k
+from clips4.data.layouts import open_dataset
+from clips4.params import Params
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    model_name: str
+    source: str
+    sha256: str | None
+    quick_gelu: bool
+    train_images: int
+    epochs: int
+    steps: int
+    train_seconds: float
+    final_loss: float | None  # None when nothing was trained (real weights)
+    zero_shot_recall_at_k: float | None
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _train(params: Params, checkpoint: Path) -> PretrainResult:
+    trained = train_tiny_clip(params)
+    sha = save_clip_checkpoint(checkpoint, trained.model, params.clip.model, trained.config)
+    loaded = LoadedClip(trained.model, tokenizer_for(trained.config), params.clip.model, str(checkpoint), sha)
+    val_images, _, val_classes = load_images_and_captions(params.dataset.root, params.dataset.val_split)
+    class_names = list(open_dataset("synth", params.dataset.root, params.dataset.val_split).class_names)
+    return PretrainResult(
+        model_name=params.clip.model,
+        source=str(checkpoint),
+        sha256=sha,
+        quick_gelu=loaded.quick_gelu,
+        train_images=trained.train_images,
+        epochs=trained.epochs,
+        steps=trained.steps,
+        train_seconds=trained.train_seconds,
+        final_loss=trained.final_loss,
+        zero_shot_recall_at_k=round(zero_shot_recall_at_k(loaded, val_images, val_classes, class_names), 2),
+    )
+
+
+def _record(params: Params, checkpoint: Path) -> PretrainResult:
+    loaded = load_clip(params.clip.model, params.clip.pretrained)  # a missing cache fails here, early
+    sha = loaded.sha256 or state_dict_sha256(loaded.model)
+    reference = {"model_name": loaded.model_name, "source": loaded.source, "sha256": sha}
+    reference["quick_gelu"] = loaded.quick_gelu
+    _atomic_write(checkpoint, lambda tmp: torch.save({"reference": reference}, tmp))
+    return PretrainResult(
+        model_name=loaded.model_name,
+        source=loaded.source,
+        sha256=sha,
+        quick_gelu=loaded.quick_gelu,
+        train_images=0,
+        epochs=0,
+        steps=0,
+        train_seconds=0.0,
+        final_loss=None,
+        zero_shot_recall_at_k=None,
+    )
+
+
+def run_clip_pretrain(
+    params: Params, checkpoint: Path = Path("models/clip.pt"), record: Path = Path("models/clip.json")
+) -> PretrainResult:
+    """Train (synth) or record (real weights) into ``checkpoint``, then write ``record`` as JSON."""
+    if params.clip.pretrained == "synth":
+        result = _train(params, checkpoint)
+        config = model_config(params.clip.model)
+    else:
+        result = _record(params, checkpoint)
+        config = {**model_config(params.clip.model), "quick_gelu": result.quick_gelu}
+    payload = {"pretrained": params.clip.pretrained, "config": config, **asdict(result)}
+    _atomic_write(record, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))
+    return result
