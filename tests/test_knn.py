@@ -86,3 +86,12 @@ def test_shuffled_train_labels_score_zero():
     result = evaluate_knn(toy_items(6, 0, shifted), toy_items(3, 1), num_classes=4, k=5, clusters=4)
     assert np.trace(result.confusion) == 0
     np.testing.assert_allclose(result.per_class_iou, 0.0)  # every class is in the val truth: same under any rule
+
+
+def test_identical_embeddings_give_one_cluster_so_segments_are_the_superpixels():
+    embeddings = torch.ones(3, 4, 4)  # one distinct point: k-means++ stops seeding after one centre
+    superpixels = np.kron(np.array([[5, 9], [9, 2]]), np.ones((4, 4), np.int64))
+    segments = form_segments(embeddings, superpixels, clusters=8)
+    assert len(np.unique(segments)) == 3
+    for value in (5, 9, 2):
+        assert len(np.unique(segments[superpixels == value])) == 1
