@@ -306,7 +306,7 @@ def test_an_empty_split_is_refused_naming_its_file(params, project, tmp_path):
     (copy / "ImageSets" / "Segmentation" / "val.txt").write_text("")
     empty = load_params("params.yaml", overrides={"dataset.root": str(copy)})
     with pytest.raises(
-        Clips4Error, match=r"world/ImageSets/Segmentation/val\.txt: the 'val' split \(dataset\.val_split\)"
+        Clips4Error, match=r"world/ImageSets/Segmentation/val\.txt: split 'val' \(dataset\.val_split\) lists no images"
     ):
         run_contours(empty, tmp_path / "contours.zarr", workers=1)
     assert not (tmp_path / "contours.zarr").exists()

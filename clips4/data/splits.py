@@ -17,11 +17,15 @@ def split_source(fmt: str, dataset: SegmentationDataset, split: str) -> Path:
     return dataset.root / "ImageSets" / folder / f"{split}.txt"
 
 
-def require_images(fmt: str, dataset: SegmentationDataset, split: str) -> None:
-    """Raise a :class:`DatasetError` naming the split's file when the split lists no image."""
+def require_images(fmt: str, dataset: SegmentationDataset, split: str, key: str | None = None) -> None:
+    """Raise a :class:`DatasetError` naming the split's file (and the params ``key`` that chose the split, when
+    given) when the split lists no image."""
     if len(dataset) == 0:
         source = split_source(fmt, dataset, split)
+        chosen_by = f" (dataset.{key})" if key else ""
+        point = f", or point dataset.{key} at a split that has images" if key else ""
         raise DatasetError(
-            f"{source}: split {split!r} lists no images; list one image id per line (or regenerate the dataset)",
+            f"{source}: split {split!r}{chosen_by} lists no images; list one image id per line (or regenerate the "
+            f"dataset){point}",
             source,
         )

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from clips4.cache.store import ChunkedStore
 from clips4.data.layouts import open_dataset
 from clips4.data.segmentation import SegmentationDataset
+from clips4.data.splits import require_images
 from clips4.errors import Clips4Error
 from clips4.params import Params
 from clips4.workers import worker_count
@@ -117,27 +118,13 @@ def _files_digest(ids: Sequence[str], files: Sequence[Path]) -> str:
     return digest.hexdigest()[:24]
 
 
-#: Where each layout lists a split's images, relative to the dataset's root (for the empty-split message).
-_SPLIT_FILES = {
-    "synth": "ImageSets/Segmentation/{split}.txt",
-    "voc": "ImageSets/Segmentation/{split}.txt",
-    "context": "ImageSets/SegmentationContext/{split}.txt",
-    "cocostuff": "images/{split}",
-}
-
-
 def image_list(params: Params) -> ImageList:
     """The train split, then the val split, of the configured dataset; an empty split is refused."""
     keys = {"train_split": params.dataset.train_split, "val_split": params.dataset.val_split}
     datasets = []
     for key, split in keys.items():
         dataset = open_dataset(params.dataset.name, params.dataset.root, split)
-        if not len(dataset):
-            source = Path(dataset.root) / _SPLIT_FILES.get(params.dataset.name, "{split}").format(split=split)
-            raise Clips4Error(
-                f"{source}: the {split!r} split (dataset.{key}) lists no images; fill it, or point "
-                f"dataset.{key} at a split that has images"
-            )
+        require_images(params.dataset.name, dataset, split, key)
         datasets.append(dataset)
     return ImageList(datasets, list(keys.values()))
 

@@ -90,7 +90,7 @@ def run_evaluate(
     mode = dense_mode or params.clip.dense_mode
     split = params.dataset.val_split
     dataset = open_dataset(params.dataset.name, params.dataset.root, split)
-    require_images(params.dataset.name, dataset, split)
+    require_images(params.dataset.name, dataset, split, "val_split")
     context = EvalContext(language_classes(params.dataset.name, dataset.class_names), compute_device(), mode)
     scores = {}
     for method, build in METHODS.items():
