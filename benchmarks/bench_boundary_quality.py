@@ -5,8 +5,8 @@ Usage (single-threaded, from the repository root):
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python benchmarks/bench_boundary_quality.py [N]
 
 N: the first N images of data/synth's val split (default 200). Detectors: ``pmi`` and ``gradient``
-(``clips4.segments.contours.detect_gradient``; skipped, with a note, if that module cannot be imported yet).
-Scoring: clips4.segments.quality -- ground-truth boundaries are label changes (void excluded), predicted pixels
+(``clips4.superpixels.contours.detect_gradient``; skipped, with a note, if that module cannot be imported yet).
+Scoring: clips4.superpixels.quality -- ground-truth boundaries are label changes (void excluded), predicted pixels
 (strength >= t, 25 thresholds) are matched one-to-one to them within tolerance_px (0.0075 x diagonal, >= 1 px),
 counts summed over the images, ODS = the best single threshold. Time per image covers detection only; the scoring
 time is printed separately.
@@ -22,20 +22,20 @@ import numpy as np
 
 from clips4.data.layouts import open_dataset
 from clips4.params import ContourParams
-from clips4.segments.pmi import detect_pmi
-from clips4.segments.quality import DEFAULT_THRESHOLDS, boundary_counts, boundary_map, ods, tolerance_px
-from clips4.segments.types import ContourMap
+from clips4.superpixels.pmi import detect_pmi
+from clips4.superpixels.quality import DEFAULT_THRESHOLDS, boundary_counts, boundary_map, ods, tolerance_px
+from clips4.superpixels.types import ContourMap
 
 Detector = Callable[[np.ndarray], ContourMap]
 
 
 def detectors() -> dict[str, Detector]:
-    """The detectors to score; ``gradient`` only if clips4.segments.contours imports."""
+    """The detectors to score; ``gradient`` only if clips4.superpixels.contours imports."""
     found: dict[str, Detector] = {"pmi": lambda image: detect_pmi(image, ContourParams(method="pmi"))}
     try:
-        from clips4.segments.contours import detect_gradient
+        from clips4.superpixels.contours import detect_gradient
     except Exception as err:  # the module is being written by someone else: report and go on
-        print(f"gradient: skipped, clips4.segments.contours.detect_gradient is missing ({type(err).__name__}: {err})")
+        print(f"gradient: skipped, clips4.superpixels.contours.detect_gradient is missing ({type(err).__name__}: {err})")
     else:
         found["gradient"] = lambda image: detect_gradient(image, ContourParams(method="gradient"))
     return found

@@ -30,9 +30,9 @@ import numpy as np  # noqa: E402
 from clips4.data.layouts import open_dataset  # noqa: E402
 from clips4.data.synth import generate_image  # noqa: E402
 from clips4.params import ContourParams, SynthParams  # noqa: E402
-from clips4.segments.contours import detect_contours  # noqa: E402
-from clips4.segments.types import ContourMap  # noqa: E402
-from clips4.segments.ucm import owt_ucm  # noqa: E402
+from clips4.superpixels.contours import detect_contours  # noqa: E402
+from clips4.superpixels.types import ContourMap  # noqa: E402
+from clips4.superpixels.ucm import owt_ucm  # noqa: E402
 
 REGIONS = 32
 

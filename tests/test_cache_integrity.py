@@ -81,7 +81,7 @@ def test_a_copied_or_touched_dataset_does_not_recompute_but_an_edited_image_does
 
 
 def test_stale_incomplete_store_needs_rebuild_only_when_it_holds_finished_chunks(params, monkeypatch, tmp_path):
-    import clips4.segments.contours as contours_module
+    import clips4.superpixels.contours as contours_module
 
     real, calls = contours_module.detect_contours, []
 

@@ -70,7 +70,7 @@ class Interrupted(Exception):
 
 def test_contours_killed_midway_resume_without_redoing_work(params, monkeypatch, tmp_path):
     """A stage stopped after 3 images and rerun computes only the rest and equals an uninterrupted run."""
-    import clips4.segments.contours as contours_module
+    import clips4.superpixels.contours as contours_module
 
     reference = tmp_path / "reference.zarr"
     run_contours(params, reference, workers=1)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import clips4.segments.contours as contours
+import clips4.superpixels.contours as contours
 from clips4.params import ContourParams
-from clips4.segments.contours import DETECTORS, detect_contours, detect_gradient, normalise
-from clips4.segments.types import ContourMap
+from clips4.superpixels.contours import DETECTORS, detect_contours, detect_gradient, normalise
+from clips4.superpixels.types import ContourMap
 from tests.fixtures import SQUARE_HI, SQUARE_LO, distance_to_square_outline
 
 LO, HI = SQUARE_LO, SQUARE_HI  # the square covers rows/cols LO..HI-1; its border lies between LO-1|LO and HI-1|HI
@@ -121,7 +121,7 @@ def test_detectors_match_the_params_choices() -> None:
 
 
 def test_dispatcher_routes_every_detector(square: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
-    import clips4.segments.pmi as pmi
+    import clips4.superpixels.pmi as pmi
 
     sentinel = {}
     for name in ("pmi", "hed"):
@@ -129,7 +129,7 @@ def test_dispatcher_routes_every_detector(square: np.ndarray, monkeypatch: pytes
     monkeypatch.setattr(pmi, "detect_pmi", lambda image, params: sentinel["pmi"])
     assert detect_contours(square, ContourParams(method="pmi")) is sentinel["pmi"]
     pytest.importorskip("torch")
-    import clips4.segments.hed as hed
+    import clips4.superpixels.hed as hed
 
     monkeypatch.setattr(hed, "detect_hed", lambda image, params: sentinel["hed"])
     assert detect_contours(square, ContourParams(method="hed")) is sentinel["hed"]
@@ -154,7 +154,7 @@ def test_gradient_does_not_import_torch() -> None:
     code = (
         "import sys, numpy as np\n"
         "from clips4.params import ContourParams\n"
-        "from clips4.segments.contours import detect_contours\n"
+        "from clips4.superpixels.contours import detect_contours\n"
         "detect_contours(np.zeros((16, 16, 3), np.uint8), ContourParams())\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )

@@ -10,7 +10,7 @@ import torch
 
 from clips4.errors import Clips4Error
 from clips4.params import ContourParams
-from clips4.segments.hed import HedNet, detect_hed, load_hed
+from clips4.superpixels.hed import HedNet, detect_hed, load_hed
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from clips4.params import ContourParams
-from clips4.segments.nms import oriented_nms
-from clips4.segments.pmi import detect_pmi, pmi_tables
+from clips4.superpixels.nms import oriented_nms
+from clips4.superpixels.pmi import detect_pmi, pmi_tables
 from tests.fixtures import SQUARE_HI, SQUARE_LO, distance_to_square_outline
 
 LO, HI = SQUARE_LO, SQUARE_HI  # the square covers rows/cols LO..HI-1; its border lies between LO-1|LO and HI-1|HI

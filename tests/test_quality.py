@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from clips4.eval.metrics import mean_iou, per_class_iou
-from clips4.segments.figures import plot_accuracy_vs_regions, plot_pr_curves, plot_superpixel_overlays
-from clips4.segments.quality import (
+from clips4.superpixels.figures import plot_accuracy_vs_regions, plot_pr_curves, plot_superpixel_overlays
+from clips4.superpixels.quality import (
     DEFAULT_THRESHOLDS,
     boundary_counts,
     boundary_map,

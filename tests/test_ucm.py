@@ -9,9 +9,9 @@ import pytest
 import scipy.ndimage as ndi
 
 from clips4.params import ContourParams
-from clips4.segments.contours import detect_gradient
-from clips4.segments.types import ContourMap
-from clips4.segments.ucm import Ucm, canonical_labels, labels_from_saliency, owt_ucm, ucm_image
+from clips4.superpixels.contours import detect_gradient
+from clips4.superpixels.types import ContourMap
+from clips4.superpixels.ucm import Ucm, canonical_labels, labels_from_saliency, owt_ucm, ucm_image
 
 SIZE = 40
 

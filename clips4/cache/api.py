@@ -23,7 +23,7 @@ import zarr
 
 from clips4.cache.integrity import BadChunk, CheckedArray, RowNames, mark_not_done, missing_chunks, verify
 from clips4.cache.store import StoreError, read_header, require_arrays, validate_for_reading
-from clips4.segments.types import ContourMap
+from clips4.superpixels.types import ContourMap
 
 #: Attributes too long to print in a summary.
 _BULKY_ATTRS = ("image_ids",)
@@ -270,7 +270,10 @@ class ImageSegments:
 
 
 class SegmentsStore(RowStore):
-    """data/cache/segments.zarr: flat ``embeddings [S, D]`` with CSR ``offsets [N+1]`` over the images."""
+    """data/cache/segments.zarr: flat ``embeddings [S, D]`` with CSR ``offsets [N+1]`` over the images.
+
+    Each segment here is one OWT-UCM superpixel (label k of superpixels.zarr), with CLIP's mean dense embedding
+    over it; not the student's k-means segments."""
 
     kind, stage = "segments", "segments"
 

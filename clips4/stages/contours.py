@@ -33,7 +33,7 @@ def contours_parts(params: Params, images: ImageList) -> dict[str, Any]:
         "hed_weights_sha256": weights,
         "images": images.identity(),
         "code": code_digest(
-            *(f"clips4.segments.{name}" for name in ("contours", "pmi", "hed", "nms", "types")),
+            *(f"clips4.superpixels.{name}" for name in ("contours", "pmi", "hed", "nms", "types")),
             "clips4.stages.contours",
         ),
     }
@@ -49,10 +49,10 @@ def run_contours(
 ) -> StageResult:
     """Detect contours (``contours.method``) on every image; resumes an interrupted store, and replaces a stale
     one that holds finished work only with ``rebuild``."""
-    from clips4.segments.contours import detect_contours
+    from clips4.superpixels.contours import detect_contours
 
     if params.contours.method == "hed":  # fail on missing weights before any work, with the weights' help
-        from clips4.segments.hed import load_hed
+        from clips4.superpixels.hed import load_hed
 
         load_hed(params.contours.hed_weights)
     images = image_list(params)

@@ -1,5 +1,8 @@
 """The ``segments`` stage: the CLIP embedding of every superpixel, into data/cache/segments.zarr.
 
+Its "segments" are the OWT-UCM superpixels of clips4.superpixels (the design card's "segment embeddings"); the
+student's segments, clusters of its own pixel embeddings made during training, are another thing (clips4.train).
+
 Ragged layout: the superpixels of all images, flat, image after image (train then val), and CSR offsets:
 
 - ``embeddings``  float16 [S, D]  unit mean dense CLIP feature of each superpixel
@@ -57,7 +60,7 @@ def run_segments(
 ) -> StageResult:
     """Mean dense CLIP embedding of every superpixel; resumes an interrupted store (a stale one holding finished
     work is replaced only with ``rebuild``)."""
-    from clips4.segments.embeddings import segment_embeddings
+    from clips4.superpixels.embeddings import segment_embeddings
 
     regions = open_for_reading(superpixels, "superpixels", stage="ucm")
     features = open_for_reading(dense, "clip_dense", stage="clip-dense")
@@ -98,7 +101,7 @@ def run_segments(
     parts = {  # the inputs' content, not their paths: a moved cache folder stays valid
         "kind": "segments",
         "inputs": {name: source["fingerprint"] for name, source in inputs.items()},
-        "code": code_digest("clips4.segments.embeddings", "clips4.stages.segments"),
+        "code": code_digest("clips4.superpixels.embeddings", "clips4.stages.segments"),
     }
     store = ChunkedStore.open(
         out,

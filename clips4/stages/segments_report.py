@@ -33,8 +33,8 @@ def write_quality_report(
     the superpixels, on the first ``ucm.quality_images`` val images; written to ``reports_dir/segments.json``
     with figures in ``reports_dir/figures``."""
     from clips4.eval.metrics import mean_iou, pixel_accuracy
-    from clips4.segments.figures import plot_accuracy_vs_regions, plot_pr_curves, plot_superpixel_overlays
-    from clips4.segments.quality import (
+    from clips4.superpixels.figures import plot_accuracy_vs_regions, plot_pr_curves, plot_superpixel_overlays
+    from clips4.superpixels.quality import (
         DEFAULT_THRESHOLDS,
         boundary_counts,
         boundary_map,
@@ -42,7 +42,7 @@ def write_quality_report(
         superpixel_confusion,
         tolerance_px,
     )
-    from clips4.segments.ucm import owt_ucm, ucm_image
+    from clips4.superpixels.ucm import owt_ucm, ucm_image
 
     report, figures = Path(reports_dir) / "segments.json", Path(reports_dir) / "figures"
 

@@ -6,7 +6,7 @@ Layout (rows = images in the order of contours.zarr, padded like it):
 
 - ``ucm``         float32 [N, 2, H, W]  UCM strength of each pixel edge: [0] between (y, x) and (y, x+1),
                                         [1] between (y, x) and (y+1, x); re-cut at any level with
-                                        ``clips4.segments.ucm.labels_from_saliency`` (float32: the
+                                        ``clips4.superpixels.ucm.labels_from_saliency`` (float32: the
                                         exact levels, so a re-cut equals the hierarchy's own cut)
 - ``labels``      int32   [N, H, W]     superpixel ids 0..n-1 (-1 outside the image)
 - ``num_regions`` int32   [N]           superpixels per image
@@ -57,7 +57,7 @@ def run_ucm(
     """OWT-UCM and superpixels for every image of the contours store; resumes an interrupted store (a stale one
     holding finished work is replaced only with ``rebuild``). When complete, the quality report and its figures
     go to ``reports_dir``."""
-    from clips4.segments.ucm import owt_ucm
+    from clips4.superpixels.ucm import owt_ucm
 
     source = open_complete(contours, "contours", stage="contours")
     rows = source.num_rows
@@ -77,7 +77,7 @@ def run_ucm(
         "kind": "superpixels",
         "inputs": {"contours": source.attrs["fingerprint"]},
         "ucm": {"regions": params.ucm.regions, "threshold": params.ucm.threshold},
-        "code": code_digest("clips4.segments.ucm", "clips4.stages.ucm"),
+        "code": code_digest("clips4.superpixels.ucm", "clips4.stages.ucm"),
     }
     attrs = {
         "image_ids": source.attrs["image_ids"],

@@ -23,8 +23,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from clips4.params import ContourParams
-from clips4.segments.nms import oriented_nms
-from clips4.segments.types import ContourMap
+from clips4.superpixels.nms import oriented_nms
+from clips4.superpixels.types import ContourMap
 
 #: Quantisation bins per feature channel for the 2-D density (the histogram is bins x bins).
 BINS = 32

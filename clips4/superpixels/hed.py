@@ -18,7 +18,7 @@ from torch import nn
 
 from clips4.errors import Clips4Error
 from clips4.params import ContourParams
-from clips4.segments.types import ContourMap
+from clips4.superpixels.types import ContourMap
 
 #: Caffe preprocessing of the original model: BGR channel means on the 0-255 scale.
 BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
@@ -119,7 +119,7 @@ def hed_probability(net: HedNet, image_rgb_uint8: np.ndarray) -> np.ndarray:
 
 def thin_and_orient(probability: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Orientation (boundary normal, [0, pi)) from the smoothed map's gradient; strength thinned by oriented NMS."""
-    from clips4.segments.nms import oriented_nms  # shared NMS; imported here to keep module imports light
+    from clips4.superpixels.nms import oriented_nms  # shared NMS; imported here to keep module imports light
 
     smooth = ndi.gaussian_filter(probability, sigma)
     gy, gx = ndi.sobel(smooth, axis=0), ndi.sobel(smooth, axis=1)

@@ -13,7 +13,7 @@
 4. orientation: the doubled-angle average of the gradients (dominant eigenvector of the smoothed structure tensor),
    so opposite gradients (0 and pi) reinforce instead of cancelling;
 5. oriented non-maximum suppression that keeps the two pixels straddling each boundary (see
-   :func:`clips4.segments.nms.straddling_nms`: the boundary is the pixel edge between them, where OWT-UCM puts it),
+   :func:`clips4.superpixels.nms.straddling_nms`: the boundary is the pixel edge between them, where OWT-UCM puts it),
    then a robust normalisation to [0, 1] by a high percentile of the thinned map, with an absolute floor so that
    a flat, noisy image is not stretched to full-strength boundaries.
 
@@ -27,8 +27,8 @@ import scipy.ndimage as ndi
 from skimage.color import rgb2lab
 
 from clips4.params import ContourParams
-from clips4.segments.nms import straddling_nms
-from clips4.segments.types import ContourMap
+from clips4.superpixels.nms import straddling_nms
+from clips4.superpixels.types import ContourMap
 
 DETECTORS = ("gradient", "pmi", "hed")
 
@@ -150,11 +150,11 @@ def detect_contours(image_rgb_uint8: np.ndarray, params: ContourParams) -> Conto
     if params.method == "gradient":
         return detect_gradient(image_rgb_uint8, params)
     if params.method == "pmi":
-        from clips4.segments.pmi import detect_pmi  # lazy: keeps scipy.sparse work out of the gradient path
+        from clips4.superpixels.pmi import detect_pmi  # lazy: keeps scipy.sparse work out of the gradient path
 
         return detect_pmi(image_rgb_uint8, params)
     if params.method == "hed":
-        from clips4.segments.hed import detect_hed  # lazy: imports torch
+        from clips4.superpixels.hed import detect_hed  # lazy: imports torch
 
         return detect_hed(image_rgb_uint8, params)
     raise ValueError(f"contours.method must be one of {', '.join(DETECTORS)}, got {params.method!r}")

@@ -26,7 +26,7 @@ import higra as hg
 import numpy as np
 import scipy.ndimage as ndi
 
-from clips4.segments.types import ContourMap
+from clips4.superpixels.types import ContourMap
 
 #: Blur (Gaussian sigma, px) of the thinned strength before the watershed; 0 = none.
 WATERSHED_SIGMA = 1.0
