@@ -22,6 +22,7 @@ import numpy as np
 
 from clips4.data.layouts import open_dataset
 from clips4.params import ContourParams
+from clips4.superpixels.contours import detect_gradient
 from clips4.superpixels.pmi import detect_pmi
 from clips4.superpixels.quality import DEFAULT_THRESHOLDS, boundary_counts, boundary_map, ods, tolerance_px
 from clips4.superpixels.types import ContourMap
@@ -30,15 +31,11 @@ Detector = Callable[[np.ndarray], ContourMap]
 
 
 def detectors() -> dict[str, Detector]:
-    """The detectors to score; ``gradient`` only if clips4.superpixels.contours imports."""
-    found: dict[str, Detector] = {"pmi": lambda image: detect_pmi(image, ContourParams(method="pmi"))}
-    try:
-        from clips4.superpixels.contours import detect_gradient
-    except Exception as err:  # the module is being written by someone else: report and go on
-        print(f"gradient: skipped, clips4.superpixels.contours.detect_gradient is missing ({type(err).__name__}: {err})")
-    else:
-        found["gradient"] = lambda image: detect_gradient(image, ContourParams(method="gradient"))
-    return found
+    """The detectors to score."""
+    return {
+        "pmi": lambda image: detect_pmi(image, ContourParams(method="pmi")),
+        "gradient": lambda image: detect_gradient(image, ContourParams(method="gradient")),
+    }
 
 
 def main(n_images: int = 200) -> None:
