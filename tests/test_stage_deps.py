@@ -1,0 +1,104 @@
+"""dvc.yaml declares what each stage reads: every clips4 module a stage loads while it runs is one of its deps.
+
+Each stage's own command (as dvc.yaml writes it) runs on a tiny project in a fresh interpreter, which then lists
+the clips4 modules in ``sys.modules``. A module missing from the stage's ``deps`` (as a file, or under a folder) is
+a change DVC would not see, so the stage would not rerun when that code changes.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "synth": {"image_size": 32, "train_images": 16, "val_images": 6, "video_sequences": 1, "video_frames": 3},
+    "clip": {
+        "model": "clips4-test-vit",
+        "pretrained": "synth",
+        "window": 32,
+        "stride": 16,
+        "batch_size": 8,
+        "pretrain": {"epochs": 1, "batch_size": 8, "warmup_steps": 1},
+    },
+    "cache": {"chunk_mb": 0.05},
+    "ucm": {"regions": 8, "quality_images": 2},
+    "unknowns": 4,
+    "top_m": 2,
+}
+
+# Runs one `clips4 ...` command in this interpreter, then prints the files of the clips4 modules it loaded.
+RUNNER = """
+import json, sys
+from clips4.cli import app
+try:
+    app(sys.argv[1:], prog_name="clips4", standalone_mode=False)
+except SystemExit as exit:
+    if exit.code:
+        raise
+files = sorted({m.__file__ for name, m in list(sys.modules.items())
+                if name.split(".")[0] == "clips4" and getattr(m, "__file__", None)})
+print("MODULES " + json.dumps(files))
+"""
+
+# Modules every command loads that hold no stage computation: the package version, the CLI's argument parsing, the
+# params schema (params values are tracked by each stage's `params:`), and the error classes.
+EXEMPT = {"clips4/__init__.py", "clips4/cli.py", "clips4/params.py", "clips4/errors.py"}
+
+
+def _is_reexport(path: Path) -> bool:
+    """A package ``__init__`` that defines no function or class (it only re-exports its modules' names)."""
+    tree = ast.parse(path.read_text())
+    return path.name == "__init__.py" and not any(
+        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) for node in tree.body
+    )
+
+
+def _stages() -> dict[str, dict]:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.fixture(scope="module")
+def loaded_modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """{stage: repo-relative files of the clips4 modules its command loaded}, running the stages in order."""
+    project = tmp_path_factory.mktemp("deps")
+    (project / "params.yaml").write_text(yaml.safe_dump(TINY))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    loaded = {}
+    for name, stage in _stages().items():
+        argv = shlex.split(stage["cmd"])
+        assert argv[0] == "clips4", f"stage {name}: expected a clips4 command, got {stage['cmd']!r}"
+        run = subprocess.run(
+            [sys.executable, "-c", RUNNER, *argv[1:]], cwd=project, env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, f"stage {name} failed on the tiny project:\n{run.stderr[-3000:]}"
+        line = next(line for line in run.stdout.splitlines() if line.startswith("MODULES "))
+        files = [Path(file).resolve() for file in json.loads(line.removeprefix("MODULES "))]
+        loaded[name] = sorted(str(file.relative_to(REPO)) for file in files if file.is_relative_to(REPO))
+    return loaded
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", list(_stages()))
+def test_every_loaded_module_is_a_declared_dep(stage: str, loaded_modules: dict[str, list[str]]) -> None:
+    deps = [str(dep).rstrip("/") for dep in _stages()[stage].get("deps", [])]
+
+    def covered(file: str) -> bool:
+        return any(file == dep or file.startswith(dep + "/") for dep in deps)
+
+    missing = [
+        file
+        for file in loaded_modules[stage]
+        if file not in EXEMPT and not _is_reexport(REPO / file) and not covered(file)
+    ]
+    assert not missing, f"dvc.yaml: stage {stage!r} loads {missing} but does not list them in its deps"
+    assert any(file.startswith("clips4/stages/") for file in loaded_modules[stage]), "the stage runner did not load"
