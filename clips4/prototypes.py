@@ -55,12 +55,14 @@ def _blocks(segment_embeddings: Any, rows: tuple[int, int], block_rows: int) -> 
 
 
 def _checked(block: np.ndarray, first_row: int, where: Sequence[int] | None = None) -> np.ndarray:
-    bad = ~(np.abs(np.linalg.norm(block, axis=1) - 1) < 0.01)  # NaN fails too
+    norms = np.linalg.norm(block, axis=1)
+    bad = ~(np.abs(norms - 1) < 0.01)  # NaN fails too
     if bad.any():
-        row = int(where[np.argmax(bad)]) if where is not None else first_row + int(np.argmax(bad))
+        k = int(np.argmax(bad))
+        row = int(where[k]) if where is not None else first_row + k
         raise Clips4Error(
-            f"segment embeddings: row {row} is not a unit vector ({block[np.argmax(bad)][:3]}...); the segments "
-            "store is damaged: check it with `clips4 cache verify` and rebuild it"
+            f"segment embeddings: row {row} is not a unit vector (norm {norms[k]:.3f}); the segments store is "
+            "damaged: check it with `clips4 cache verify` and rebuild it"
         )
     return block
 

@@ -312,6 +312,16 @@ def test_split_typo_and_empty_train_split_are_one_line(project: Path, tmp_path: 
     assert str(empty) in outcome.output and len(outcome.output.strip().splitlines()) == 1
 
 
+def test_a_damaged_segment_row_names_the_store(project: Path, tmp_path: Path) -> None:
+    damaged = tmp_path / "segments.zarr"
+    shutil.copytree(project / "data/cache/segments.zarr", damaged)
+    embeddings = zarr.open_group(str(damaged), mode="r+")["embeddings"]
+    embeddings[5] = np.zeros(embeddings.shape[1], embeddings.dtype)  # as a lost chunk read back as zeros
+    outcome = _cli("prototypes", "--cache-dir", str(tmp_path))
+    assert outcome.exit_code == 1 and f"{damaged}: segment embeddings: row 5 is not a unit vector" in outcome.output
+    assert len(outcome.output.strip().splitlines()) == 1 and not (tmp_path / "prototypes.zarr").exists()
+
+
 def test_a_different_clip_stops_the_stage(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from clips4.stages.prototypes import run_prototypes
 

@@ -149,16 +149,19 @@ def run_prototypes(
     with torch.no_grad():
         logit_scale = float(loaded.model.logit_scale.exp())
 
-    top = top_m_segments(embeddings, text, logit_scale, params.top_m, rows=(first, stop))
-    drawn = first + draw_unknowns(stop - first, params.unknowns, params.seed)
-    arrays = {
-        "known": known_prototypes(embeddings, top.indices),
-        "known_indices": top.indices,
-        "known_log_probability": top.log_probability,
-        "class_text": text,
-        "unknown": unknown_prototypes(embeddings, drawn),
-        "unknown_indices": drawn,
-    }
+    try:
+        top = top_m_segments(embeddings, text, logit_scale, params.top_m, rows=(first, stop))
+        drawn = first + draw_unknowns(stop - first, params.unknowns, params.seed)
+        arrays = {
+            "known": known_prototypes(embeddings, top.indices),
+            "known_indices": top.indices,
+            "known_log_probability": top.log_probability,
+            "class_text": text,
+            "unknown": unknown_prototypes(embeddings, drawn),
+            "unknown_indices": drawn,
+        }
+    except Clips4Error as err:  # a damaged row: name the store
+        raise StoreError(f"{segments}: {err}") from None
     attrs = {
         "kind": "prototypes",
         "known_classes": list(names),
