@@ -4,12 +4,12 @@ For each case (S segments, D dims, C classes) the embeddings are written once as
 chunks (like data/cache/segments.zarr), then each method runs in a fresh process so its peak memory can be read
 (VmHWM minus the resident size after imports and a warm-up):
 
-- faiss:      clips4.prototypes.top_m_segments (IndexFlatIP over [tau e, -LSE], exact float64 re-scoring)
-- torch:      clips4.prototypes.top_m_segments_torch (every row scored in float64; the reference)
-- torch-f32:  a plain float32 log_softmax + topk per block, for scale only (not exact: its sets are compared)
+- faiss:      clips4.prototypes.top_m_segments (IndexFlatIP over [tau e, -lse_1..C], float32 log-odds)
+- torch:      clips4.prototypes.top_m_segments_torch (every row's log-odds in float64; the reference)
+- torch-f32:  a plain float32 log_softmax + topk per block (saturates where p rounds to 1: its sets are compared)
 
-It checks that faiss and torch give identical index sets and order, and identical prototypes (max abs diff), and
-prints both times (best of --repeat), the speed ratio and the peak memory. m=32, tau=100, 2 threads.
+It reports how many classes' index sets and orders faiss and torch share, the prototypes' max abs diff, both
+times (best of --repeat), the speed ratio and the peak memory. m=32, tau=100, 2 threads.
 
 The script sets OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=2 and OMP_WAIT_POLICY=PASSIVE for the
 method processes (--spin leaves the wait policy unset: torch and faiss-cpu each bring a libgomp, and on 2 cores
@@ -78,24 +78,6 @@ def naive_float32(array: Any, text: np.ndarray, tau: float, m: int, block_rows: 
     return best_i.T.numpy()
 
 
-class _CountingIndex:
-    """Wraps a FAISS index to count searches and the k asked for (benchmark instrumentation only)."""
-
-    def __init__(self, index: Any, counts: dict[str, int]) -> None:
-        self.index, self.counts = index, counts
-
-    def reset(self) -> None:
-        self.index.reset()
-
-    def add(self, x: np.ndarray) -> None:
-        self.index.add(x)
-
-    def search(self, q: np.ndarray, k: int) -> Any:
-        self.counts["searches"] += 1
-        self.counts["max_k"] = max(self.counts["max_k"], k)
-        return self.index.search(q, k)
-
-
 def run_method(method: str, path: str, text: np.ndarray, repeat: int) -> dict[str, Any]:
     """Child process: time one method on the Zarr array (best of ``repeat``), report its result and peak memory."""
     import faiss
@@ -107,20 +89,10 @@ def run_method(method: str, path: str, text: np.ndarray, repeat: int) -> dict[st
     torch.set_num_threads(THREADS)
     faiss.omp_set_num_threads(THREADS)
     array = zarr.open_array(path, mode="r")
-    block_rows = P.default_block_rows(array)
+    block_rows = P.BLOCK_ROWS
     warm = np.asarray(array[:4096], dtype=np.float32)  # warm-up: thread pools, BLAS, FAISS
     P.top_m_segments(warm, text, TAU, TOP_M)
     P.top_m_segments_torch(warm, text, TAU, TOP_M)
-    counts = {"searches": 0, "max_k": 0, "rescored": 0}
-    if method == "faiss":
-        make_index, block_log_odds = P._faiss_index, P._block_log_odds
-        P._faiss_index = lambda dim, gpu: _CountingIndex(make_index(dim, gpu), counts)
-
-        def counted(rows: np.ndarray, *args: Any) -> np.ndarray:
-            counts["rescored"] += len(rows)
-            return block_log_odds(rows, *args)
-
-        P._block_log_odds = counted
     base_kib = _status_kib("VmRSS")
     times = []
     for _ in range(repeat):
@@ -134,7 +106,6 @@ def run_method(method: str, path: str, text: np.ndarray, repeat: int) -> dict[st
         times.append(time.perf_counter() - start)
     seconds = min(times)
     peak_mib = (_status_kib("VmHWM") - base_kib) / 1024
-    counts = {key: value // repeat for key, value in counts.items()} | {"max_k": counts["max_k"]}
     start = time.perf_counter()
     prototypes = P.known_prototypes(array, indices)
     proto_seconds = time.perf_counter() - start
@@ -145,7 +116,6 @@ def run_method(method: str, path: str, text: np.ndarray, repeat: int) -> dict[st
         "seconds": seconds,
         "proto_seconds": proto_seconds,
         "peak_mib": peak_mib,
-        "counts": counts,
         "block_rows": block_rows,
         "device": f"faiss {'GPU' if gpus else 'CPU'} {faiss.__version__}, torch {torch.__version__} CPU",
     }
@@ -177,16 +147,12 @@ def main() -> None:
                 with ctx.Pool(1) as pool:
                     results[method] = pool.apply(run_method, (method, path, text, args.repeat))
             fa, to, nf = results["faiss"], results["torch"], results["torch-f32"]
-            same_order = np.array_equal(fa["indices"], to["indices"])
-            same_sets = all(set(a) == set(b) for a, b in zip(fa["indices"], to["indices"], strict=True))
+            same_order = sum(np.array_equal(a, b) for a, b in zip(fa["indices"], to["indices"], strict=True))
+            same_sets = sum(set(a) == set(b) for a, b in zip(fa["indices"], to["indices"], strict=True))
             diff = float(np.abs(fa["prototypes"] - to["prototypes"]).max())
             naive_off = sum(set(a) != set(b) for a, b in zip(nf["indices"], to["indices"], strict=True))
-            c = fa["counts"]
             print(f"\nS={num:,} D={dim} C={classes}  block_rows={fa['block_rows']}  [{fa['device']}]")
-            print(
-                f"  faiss      {fa['seconds']:7.2f} s  peak +{fa['peak_mib']:6.0f} MiB  "
-                f"({c['searches']} searches, max k {c['max_k']}, {c['rescored']:,} rows re-scored in float64)"
-            )
+            print(f"  faiss      {fa['seconds']:7.2f} s  peak +{fa['peak_mib']:6.0f} MiB")
             print(f"  torch      {to['seconds']:7.2f} s  peak +{to['peak_mib']:6.0f} MiB  (reference, float64)")
             print(
                 f"  torch-f32  {nf['seconds']:7.2f} s  peak +{nf['peak_mib']:6.0f} MiB  "
@@ -196,7 +162,10 @@ def main() -> None:
                 f"  speed ratio torch/faiss {to['seconds'] / fa['seconds']:.2f}x; "
                 f"prototypes from indices {fa['proto_seconds']:.2f} s"
             )
-            print(f"  identical: index order {same_order}, index sets {same_sets}, prototypes max|diff| {diff:.1e}")
+            print(
+                f"  faiss = torch: index order for {same_order}/{classes} classes, index sets for "
+                f"{same_sets}/{classes}; prototypes max|diff| {diff:.1e}"
+            )
 
 
 if __name__ == "__main__":

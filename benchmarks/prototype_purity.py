@@ -5,9 +5,12 @@ superpixel's pixels (ignore 255); purity = the share whose class is the prototyp
 unknown prototypes: the spread of their segments' classes. Reads the caches that `dvc repro` built.
 
 Usage (from the project root, after `dvc repro`):  python benchmarks/prototype_purity.py
+    [--params params.yaml] [--cache-dir data/cache]
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 
@@ -32,10 +35,14 @@ def segment_classes(rows: np.ndarray, segments, superpixels, params) -> np.ndarr
 
 
 def main() -> None:
-    params = load_params()
-    prototypes = clips4.cache.open("data/cache/prototypes.zarr")
-    segments = clips4.cache.open("data/cache/segments.zarr")
-    superpixels = clips4.cache.open("data/cache/superpixels.zarr")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--cache-dir", default="data/cache")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    prototypes, segments, superpixels = (
+        clips4.cache.open(f"{args.cache_dir}/{name}.zarr") for name in ("prototypes", "segments", "superpixels")
+    )
     names = open_dataset(params.dataset.name, params.dataset.root, params.dataset.train_split).class_names
     indices = prototypes.group["known_indices"][:]
     class_ids = prototypes.attrs["known_class_ids"]

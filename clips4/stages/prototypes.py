@@ -11,6 +11,8 @@ data/cache/prototypes.zarr.
 
 The classes of the held-out fold (``fold``) are left out of the softmax and of every output, so a class-free
 experiment never names them. Attributes: ``known_classes``, ``held_out_classes``, ``logit_scale`` and provenance.
+Everything is checked before the store is written, and it is written beside the old one and renamed into place,
+so a failed run leaves the previous store (dvc.yaml marks it ``persist``, so DVC does not delete it first).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from clips4.cache.store import fingerprint, open_for_reading, write_small_store
+from clips4.cache.store import StoreError, fingerprint, open_for_reading, write_small_store
 from clips4.errors import Clips4Error
-from clips4.params import Params
+from clips4.params import Params, ParamsError
 from clips4.stages.common import PROTOTYPES_STORE, SEGMENTS_STORE
 
 
@@ -34,6 +37,7 @@ class PrototypesResult:
     held_out_classes: tuple[str, ...]
     train_segments: int
     unknowns: int
+    search: str  # the FAISS build and index that ran, e.g. "faiss 1.15.1 (no GPU), IndexFlatIP"
 
 
 def class_folds(params: Params) -> dict[int, list[str]]:
@@ -57,43 +61,107 @@ def held_out_classes(params: Params) -> list[str]:
     return [] if params.fold is None else class_folds(params)[params.fold]
 
 
+def train_rows(attrs: Any, path: str | Path, split: str) -> tuple[int, int]:
+    """``(first, stop)`` rows of ``split``'s segments in the segments store, or one line naming the fix."""
+    splits = attrs.get("segment_splits", {})
+    if split not in splits:
+        raise StoreError(
+            f"{path}: no split {split!r} (the store has {', '.join(map(repr, splits))}); set dataset.train_split "
+            "in params.yaml to one of them, or rebuild the caches for the new split (dvc repro)"
+        )
+    first, stop = (int(v) for v in splits[split])
+    if stop <= first:
+        raise StoreError(
+            f"{path}: the {split!r} split has no segments (its split file lists no images); list the training "
+            "images in the dataset's split file (check with `clips4 data check`) and rebuild with `dvc repro`"
+        )
+    return first, stop
+
+
+def check_counts(params: Params, train_segments: int, path: str | Path) -> None:
+    """``top_m`` and ``unknowns`` must fit in the train split (params.py checks them alone, not against data)."""
+    for key in ("top_m", "unknowns"):
+        if getattr(params, key) > train_segments:
+            raise ParamsError(
+                f"{key}: {getattr(params, key)} is more than the {train_segments} train segments in {path}; "
+                f"lower {key} in params.yaml (or train on more images)"
+            )
+
+
+def clip_identity(attrs: Any, path: str | Path) -> dict[str, Any]:
+    """The CLIP a store was computed with: model name and weights (the file's sha256, else the open_clip tag)."""
+    weights = attrs.get("weights_sha256") or attrs.get("weights_source")
+    if weights is None and "clip_dense" in attrs.get("inputs", {}):  # segments stores record the source upstream
+        dense = attrs["inputs"]["clip_dense"]["path"]
+        try:
+            weights = open_for_reading(dense, "clip_dense").attrs.get("weights_source")
+        except Clips4Error as err:
+            raise StoreError(
+                f"{path}: records no CLIP weights and its clip_dense store is unreadable ({err})"
+            ) from None
+    return {"model_name": attrs.get("model_name"), "weights": weights}
+
+
+def class_text(loaded: Any, names: tuple[str, ...]) -> np.ndarray:
+    """float32 ``[k, D]`` prompt-ensembled text embeddings of the known classes (the one place they are made)."""
+    from clips4.clip import text_embeddings
+
+    return text_embeddings(loaded, list(names)).numpy().astype(np.float32)
+
+
+def faiss_build(index: str) -> str:
+    import faiss
+
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    return f"faiss {faiss.__version__} ({f'{gpus} GPU(s)' if gpus else 'no GPU'}), {index}"
+
+
 def run_prototypes(
     params: Params, segments: str | Path = SEGMENTS_STORE, out: str | Path = PROTOTYPES_STORE
 ) -> PrototypesResult:
     """Known prototypes by FAISS top-m over the train segments, and random unknown ones."""
     import torch
 
-    from clips4.clip import load_clip, text_embeddings
+    from clips4.clip import load_clip
     from clips4.data.layouts import open_dataset
     from clips4.prototypes import draw_unknowns, known_classes, known_prototypes, top_m_segments, unknown_prototypes
 
     store = open_for_reading(segments, "segments", stage="segments")
+    if "embeddings" not in store:
+        raise StoreError(f"{segments}: no 'embeddings' array; rebuild it with `clips4 segments --rebuild`")
     embeddings = store["embeddings"]
-    first, stop = (int(v) for v in store.attrs["segment_splits"][params.dataset.train_split])
+    first, stop = train_rows(store.attrs, segments, params.dataset.train_split)
+    check_counts(params, stop - first, segments)
     class_names = open_dataset(params.dataset.name, params.dataset.root, params.dataset.train_split).class_names
     held_out = held_out_classes(params)
     names, indices = known_classes(class_names, held_out)
 
     loaded = load_clip(params.clip.model, params.clip.pretrained)
-    if loaded.sha256 != store.attrs["weights_sha256"]:
+    identity = {"model_name": loaded.model_name, "weights": loaded.sha256 or loaded.source}
+    recorded = clip_identity(store.attrs, segments)
+    if identity != recorded:
         raise Clips4Error(
-            f"{segments}: built with CLIP weights {store.attrs['weights_sha256']}, but clip.* now loads "
-            f"{loaded.sha256}; rerun `dvc repro` so that the caches and the prototypes share one CLIP"
+            f"{segments}: computed with CLIP {recorded['model_name']} ({recorded['weights']}), but clip.model and "
+            f"clip.pretrained now load {identity['model_name']} ({identity['weights']}); rerun `dvc repro` so the "
+            "caches and the prototypes share one CLIP"
         )
-    class_text = text_embeddings(loaded, list(names)).numpy().astype(np.float32)
+    text = class_text(loaded, names)
     with torch.no_grad():
         logit_scale = float(loaded.model.logit_scale.exp())
 
-    top = top_m_segments(embeddings, class_text, logit_scale, params.top_m, rows=(first, stop))
-    drawn = first + draw_unknowns(stop - first, params.unknowns, params.seed)
-    arrays = {
-        "known": known_prototypes(embeddings, top.indices),
-        "known_indices": top.indices,
-        "known_log_probability": top.log_probability,
-        "class_text": class_text,
-        "unknown": unknown_prototypes(embeddings, drawn),
-        "unknown_indices": drawn,
-    }
+    try:
+        top = top_m_segments(embeddings, text, logit_scale, params.top_m, rows=(first, stop))
+        drawn = first + draw_unknowns(stop - first, params.unknowns, params.seed)
+        arrays = {
+            "known": known_prototypes(embeddings, top.indices),
+            "known_indices": top.indices,
+            "known_log_probability": top.log_probability,
+            "class_text": text,
+            "unknown": unknown_prototypes(embeddings, drawn),
+            "unknown_indices": drawn,
+        }
+    except Clips4Error as err:  # a damaged row: name the store
+        raise StoreError(f"{segments}: {err}") from None
     attrs = {
         "kind": "prototypes",
         "known_classes": list(names),
@@ -107,10 +175,12 @@ def run_prototypes(
         "train_segment_rows": [first, stop],
         "model_name": loaded.model_name,
         "weights_sha256": loaded.sha256,
-        "dataset": params.dataset,
+        "weights_source": loaded.source,
+        "dataset": {"name": params.dataset.name, "train_split": params.dataset.train_split},
         "inputs": {"segments": {"path": str(segments), "fingerprint": store.attrs["fingerprint"]}},
     }
-    identity = ("known_classes", "top_m", "unknowns", "seed", "weights_sha256", "inputs")
-    attrs["fingerprint"] = fingerprint(**{key: attrs[key] for key in identity})
+    keys = ("known_classes", "top_m", "unknowns", "seed", "model_name", "weights_sha256", "weights_source", "inputs")
+    attrs["fingerprint"] = fingerprint(**{key: attrs[key] for key in keys})
     write_small_store(out, arrays, attrs, clevel=params.cache.clevel)
-    return PrototypesResult(str(out), tuple(names), tuple(held_out), stop - first, len(drawn))
+    search = faiss_build(top.index)
+    return PrototypesResult(str(out), tuple(names), tuple(held_out), stop - first, len(drawn), search)
