@@ -302,7 +302,7 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
     held = f"; held out: {', '.join(result.held_out_classes)}" if result.held_out_classes else ""
     typer.echo(
         f"prototypes: {result.path}: {len(result.known_classes)} known classes from {result.train_segments} train "
-        f"segments, {result.unknowns} unknown{held}; searched with {result.search}"
+        f"segments, {result.unknowns} unknown{held}; {result.search}"
     )
 
 

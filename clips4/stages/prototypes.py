@@ -102,18 +102,20 @@ def clip_identity(attrs: Any, path: str | Path) -> dict[str, Any]:
     return {"model_name": attrs.get("model_name"), "weights": weights}
 
 
-def class_text(loaded: Any, names: tuple[str, ...]) -> np.ndarray:
-    """float32 ``[k, D]`` prompt-ensembled text embeddings of the known classes (the one place they are made)."""
+def class_text(loaded: Any, dataset: str, names: tuple[str, ...]) -> np.ndarray:
+    """float32 ``[k, D]`` prompt-ensembled text embeddings of the known classes (the one place they are made),
+    with the dataset's prompt names (``aeroplane`` -> ``airplane``, as MaskCLIP prompts them)."""
     from clips4.clip import text_embeddings
+    from clips4.resources import prompt_names
 
-    return text_embeddings(loaded, list(names)).numpy().astype(np.float32)
+    return text_embeddings(loaded, prompt_names(dataset, names)).numpy().astype(np.float32)
 
 
 def faiss_build(index: str) -> str:
-    import faiss
+    """The log line: which FAISS build searched, on which device, with which index."""
+    from clips4.faiss_utils import faiss_build_info
 
-    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    return f"faiss {faiss.__version__} ({f'{gpus} GPU(s)' if gpus else 'no GPU'}), {index}"
+    return f"{faiss_build_info().describe()} with {index}"
 
 
 def run_prototypes(
@@ -145,7 +147,7 @@ def run_prototypes(
             f"clip.pretrained now load {identity['model_name']} ({identity['weights']}); rerun `dvc repro` so the "
             "caches and the prototypes share one CLIP"
         )
-    text = class_text(loaded, names)
+    text = class_text(loaded, params.dataset.name, names)
     with torch.no_grad():
         logit_scale = float(loaded.model.logit_scale.exp())
 
