@@ -24,6 +24,7 @@ from clips4.data.splits import require_images
 from clips4.eval.language import LanguageClasses, language_classes
 from clips4.eval.maskclip import MaskClipSegmenter
 from clips4.eval.scoring import SegmentationScores, Segmenter, score_segmenter
+from clips4.eval.student import StudentSegmenter, check_teacher
 from clips4.params import Params
 
 
@@ -49,8 +50,35 @@ def build_maskclip(params: Params, context: EvalContext) -> Segmenter | None:
     )
 
 
-#: Method name -> builder. The student (``clips4``) joins here once ``train`` exists.
-METHODS: dict[str, Callable[[Params, EvalContext], Segmenter | None]] = {"maskclip": build_maskclip}
+#: The trained student, written by the ``train`` stage.
+STUDENT_CHECKPOINT = Path("models/clips4.pt")
+
+
+def build_clips4(params: Params, context: EvalContext) -> Segmenter | None:
+    """The CLIP-S4 student, labelled by CLIP's text embeddings; ``None`` before ``train`` has written it."""
+    if not STUDENT_CHECKPOINT.is_file():
+        return None
+    from clips4.train.checkpoint import load_student
+
+    student, checkpoint = load_student(STUDENT_CHECKPOINT, context.device)
+    loaded = load_clip(params.clip.model, params.clip.pretrained, device=context.device)
+    check_teacher(checkpoint, loaded, STUDENT_CHECKPOINT)
+    return StudentSegmenter(
+        student,
+        loaded,
+        context.classes,
+        protocol=params.eval.protocol,
+        dataset_name=params.dataset.name,
+        window=params.clip.window,
+        stride=params.clip.stride,
+    )
+
+
+#: Method name -> builder; a builder returns None when its method does not apply to this run.
+METHODS: dict[str, Callable[[Params, EvalContext], Segmenter | None]] = {
+    "maskclip": build_maskclip,
+    "clips4": build_clips4,
+}
 
 
 @dataclass(frozen=True)
