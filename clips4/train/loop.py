@@ -13,6 +13,8 @@ checkpoint from another configuration is left alone (a fresh run replaces it) an
 
 from __future__ import annotations
 
+import hashlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -55,6 +57,7 @@ class TrainResult:
     world_size: int
     device: str
     stopped_early: bool
+    weights_sha256: str  # digest of this rank's final weights (parameters and buffers): equal on every rank
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,17 @@ def train_student(
         world_size=runtime.world,
         device=str(runtime.device),
         stopped_early=not finished,
+        weights_sha256=weights_digest(student),
     )
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 over the bytes of every parameter and buffer, in state-dict order."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _wrap(student: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
@@ -244,7 +257,7 @@ def _resume(
         check_identity(checkpoint, identity, path)
     except CheckpointError as err:
         if runtime.is_main:
-            tqdm.write(f"train: starting afresh: {err}")
+            tqdm.write(f"train: starting afresh: {err}", file=sys.stderr)
         return 0
     student.load_state_dict(checkpoint["state_dict"])
     optimizer.load_state_dict(checkpoint["training"]["optimizer"])
