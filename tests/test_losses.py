@@ -44,6 +44,17 @@ def test_contrastive_memory_never_counts_as_positive():
     assert with_memory.item() == pytest.approx(math.log(2), rel=1e-5)  # the bank's copy of X is a negative
 
 
+def test_contrastive_can_leave_out_the_pixels_own_segment_where_another_positive_exists():
+    kappa = 2.0
+    prototypes, keys = torch.stack([X, Y, -X]), torch.tensor([0, 0, 1])
+    pixels, pixel_keys = torch.stack([X, -X]), torch.tensor([0, 1])
+    loss = pixel_segment_contrastive(pixels, pixel_keys, prototypes, keys, kappa, own_segments=torch.tensor([0, 2]))
+    # pixel 0: own segment (X) left out, positive Y (cos 0), negative -X; pixel 1: its only positive is its own
+    first = -math.log(1 / (1 + math.exp(-kappa)))
+    second = -math.log(math.exp(kappa) / (math.exp(kappa) + math.exp(-kappa) + 1))
+    assert loss.item() == pytest.approx((first + second) / 2, rel=1e-5)
+
+
 def test_contrastive_without_negatives_is_zero_with_finite_gradients():
     pixels = X[None].clone().requires_grad_()
     loss = pixel_segment_contrastive(pixels, torch.tensor([0]), X[None], torch.tensor([0]), 10.0)
@@ -112,6 +123,9 @@ def test_criterion_counts_the_other_views_segment_of_the_same_superpixel_as_posi
     expected = -math.log(2 * math.exp(kappa) / (2 * math.exp(kappa) + 2))
     assert out.terms["contrastive"].item() == pytest.approx(expected, rel=1e-5)
     assert out.segment_embeddings.shape == (4, 2)
+    criterion.contrastive.exclude_own_segment = True  # the positive is then the other view's segment only
+    expected = -math.log(math.exp(kappa) / (math.exp(kappa) + 2))
+    assert criterion(_two_views_of_halves()).terms["contrastive"].item() == pytest.approx(expected, rel=1e-5)
 
 
 def _student_views(seed: int = 0, batch: int = 2, size: int = 16):

@@ -57,7 +57,7 @@ class ResNetBackbone(nn.Module):
             raise Clips4Error(
                 f"{path}: ImageNet weights file not found; copy torchvision's resnet{self.depth} weights "
                 f"({' or '.join(TORCHVISION_WEIGHT_FILES[self.depth])}) there, "
-                "or set model.random_init: true to train from scratch"
+                "or set train.random_init: true to train from scratch"
             )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -87,7 +87,7 @@ def find_imagenet_weights(depth: int) -> Path:
         raise Clips4Error(
             f"{folder}: no ImageNet weights for resnet{depth} (looked for resnet{depth}-*.pth); copy torchvision's "
             f"{names} there "
-            "or set model.pretrained_backbone to its path, or set model.random_init: true to train from scratch"
+            "or set train.backbone_weights to its path, or set train.random_init: true to train from scratch"
         )
     return found[0]
 

@@ -45,7 +45,7 @@ def get_model_config(name: str) -> dict[str, Any]:
     if name not in _MODEL_CONFIGS:
         close = difflib.get_close_matches(name, list_models(), n=5, cutoff=0.4)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise Clips4Error(f"model.name: unknown student {name!r}.{hint} Known: {', '.join(list_models())}")
+        raise Clips4Error(f"train.model: unknown student {name!r}.{hint} Known: {', '.join(list_models())}")
     return copy.deepcopy(_MODEL_CONFIGS[name])
 
 
@@ -114,8 +114,8 @@ def create_student(
             student.backbone.load_imagenet(pretrained_backbone)
     elif pretrained_backbone is not None:
         raise Clips4Error(
-            f"model.pretrained_backbone: {name!r} has a {config.backbone} backbone, which has no ImageNet weights; "
-            "remove model.pretrained_backbone"
+            f"train.backbone_weights: {name!r} has a {config.backbone} backbone, which has no ImageNet weights; "
+            "remove train.backbone_weights"
         )
     return student
 

@@ -45,6 +45,7 @@ def pixel_segment_contrastive(
     prototype_keys: torch.Tensor,
     kappa: float,
     negatives: torch.Tensor | None = None,
+    own_segments: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L_t: ``mean_i -log( sum_{s in pos(i)} exp(kappa e_i.mu_s) / sum_{all s} exp(kappa e_i.mu_s) )``.
 
@@ -55,6 +56,10 @@ def pixel_segment_contrastive(
         prototypes: unit segment embeddings ``mu_s`` of the batch, ``[S, D]``, with ``prototype_keys`` long ``[S]``.
         kappa: the concentration.
         negatives: extra unit embeddings ``[M, D]`` that are never positives (the memory bank), or None.
+        own_segments: long ``[P]``, the index in ``prototypes`` of each pixel's own segment, to leave it out of
+            the sums wherever the pixel has another positive (SegSort's "segsort+" mode: the positive is then the
+            other view's segment, an invariance signal, not the trivial match with the segment the pixel is in).
+            None keeps it.
 
     Pixels with no positive segment are left out of the mean (none are when every pixel's own segment is in
     ``prototypes``).
@@ -63,16 +68,21 @@ def pixel_segment_contrastive(
     logits = kappa * pixels @ candidates.T
     positive = pixel_keys[:, None] == prototype_keys[None, :]
     positive = F.pad(positive, (0, candidates.shape[0] - prototypes.shape[0]), value=False)
+    left_out = torch.zeros_like(positive)
+    if own_segments is not None:
+        own = F.one_hot(own_segments, candidates.shape[0]).bool()
+        left_out = own & (positive & ~own).any(dim=1, keepdim=True)  # only where another positive remains
+        positive = positive & ~left_out
     has_positive = positive.any(dim=1)
     if not bool(has_positive.any()):
         return logits.sum() * 0.0
-    logits, positive = logits[has_positive], positive[has_positive]
+    logits, positive, left_out = logits[has_positive], positive[has_positive], left_out[has_positive]
     # -log(P / (P + N)) = log(1 + N / P) = softplus(log N - log P): exact for small losses, where subtracting two
     # nearly equal log-sums would cancel
     # (masked with the lowest finite value, not -inf: a pixel without negatives then gets loss 0 and a finite gradient)
     lowest = torch.finfo(logits.dtype).min
     log_positive = torch.logsumexp(logits.masked_fill(~positive, lowest), dim=1)
-    log_negative = torch.logsumexp(logits.masked_fill(positive, lowest), dim=1)
+    log_negative = torch.logsumexp(logits.masked_fill(positive | left_out, lowest), dim=1)
     return F.softplus(log_negative - log_positive).mean()
 
 
@@ -136,10 +146,11 @@ class LossOutput:
 class PixelSegmentContrastiveLoss(nn.Module):
     """L_t over the views of a batch, with ``sampled_pixels`` pixels (over all views) drawn from the generator."""
 
-    def __init__(self, kappa: float = 10.0, sampled_pixels: int = 2048) -> None:
+    def __init__(self, kappa: float = 10.0, sampled_pixels: int = 2048, exclude_own_segment: bool = False) -> None:
         super().__init__()
         self.kappa = kappa
         self.sampled_pixels = sampled_pixels
+        self.exclude_own_segment = exclude_own_segment
 
     def forward(
         self,
@@ -147,14 +158,17 @@ class PixelSegmentContrastiveLoss(nn.Module):
         pixel_keys: torch.Tensor,
         prototypes: torch.Tensor,
         prototype_keys: torch.Tensor,
+        pixel_segments: torch.Tensor,
         memory: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        """``pixel_segments`` long ``[P]``: the index in ``prototypes`` of each pixel's own segment."""
         if 0 < self.sampled_pixels < pixels.shape[0]:
             chosen = torch.randperm(pixels.shape[0], generator=generator)[: self.sampled_pixels].to(pixels.device)
-            pixels, pixel_keys = pixels[chosen], pixel_keys[chosen]
+            pixels, pixel_keys, pixel_segments = pixels[chosen], pixel_keys[chosen], pixel_segments[chosen]
         negatives = None if memory is None else memory.to(prototypes.dtype)
-        return pixel_segment_contrastive(pixels, pixel_keys, prototypes, prototype_keys, self.kappa, negatives)
+        own = pixel_segments if self.exclude_own_segment else None
+        return pixel_segment_contrastive(pixels, pixel_keys, prototypes, prototype_keys, self.kappa, negatives, own)
 
 
 class ClipS4Criterion(nn.Module):
@@ -170,7 +184,9 @@ class ClipS4Criterion(nn.Module):
         contrastive, embedding, semantic: the switches of ``params.losses`` (L_u is on with L_s).
         kappa: L_t's concentration. ``*_weight``: each term's weight in the total.
         semantic_temperature: L_s's softmax temperature (1: the paper's ``softmax(sim(v_s, C))``).
-        sampled_pixels: pixels (over all views) that L_t scores per batch.
+        sampled_pixels: pixels (over all views) that L_t scores per batch (0: all).
+        exclude_own_segment: L_t leaves a pixel's own segment out when its superpixel has another segment (in the
+            other view, or another cluster): SegSort's "segsort+" positives.
     """
 
     def __init__(
@@ -190,6 +206,7 @@ class ClipS4Criterion(nn.Module):
         segments_per_view: int = 36,
         kmeans_iterations: int = 10,
         sampled_pixels: int = 2048,
+        exclude_own_segment: bool = False,
     ) -> None:
         super().__init__()
         if not (contrastive or embedding or semantic):
@@ -205,7 +222,7 @@ class ClipS4Criterion(nn.Module):
             "semantic": semantic_weight,
             "unknown": unknown_weight,
         }
-        self.contrastive = PixelSegmentContrastiveLoss(kappa, sampled_pixels)
+        self.contrastive = PixelSegmentContrastiveLoss(kappa, sampled_pixels, exclude_own_segment)
         self.semantic_temperature = semantic_temperature
         self.segments_per_view = segments_per_view
         self.kmeans_iterations = kmeans_iterations
@@ -230,7 +247,8 @@ class ClipS4Criterion(nn.Module):
             )
             for v in views
         ]
-        student, clip, keys, pixels, pixel_keys = [], [], [], [], []
+        student, clip, keys, pixels, pixel_keys, pixel_segments = [], [], [], [], [], []
+        offset = 0  # segment ids of each view follow those of the views before it
         key_stride = max(int(v.superpixels.max()) for v in views) + 1  # key = image * stride + superpixel
         for view, seg in zip(views, segments, strict=True):
             dim = view.embeddings.shape[1]
@@ -241,12 +259,20 @@ class ClipS4Criterion(nn.Module):
             keys.append(seg.image * key_stride + seg.superpixel)
             pixels.append(flat_pixels)
             pixel_keys.append((seg.image * key_stride + seg.superpixel)[flat_ids])
+            pixel_segments.append(flat_ids + offset)
+            offset += seg.count
         v_s, i_s, segment_keys = torch.cat(student), torch.cat(clip).detach(), torch.cat(keys)
 
         terms: dict[str, torch.Tensor] = {}
         if self.switches["contrastive"]:
             terms["contrastive"] = self.contrastive(
-                torch.cat(pixels), torch.cat(pixel_keys), v_s, segment_keys, memory, generator
+                torch.cat(pixels),
+                torch.cat(pixel_keys),
+                v_s,
+                segment_keys,
+                torch.cat(pixel_segments),
+                memory,
+                generator,
             )
         if self.switches["embedding"]:
             terms["embedding"] = embedding_consistency(v_s, i_s)
