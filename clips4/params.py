@@ -127,6 +127,7 @@ class LossParams:
     semantic_temperature: float = _float(0.1, 0.0, 10.0, open_lo=True)  # softmax temperature of L_s
     use_unknowns: bool = True  # L_s over known + unknown prototypes (false: known only, and no L_u)
     semantic_targets: str = _choice("prototypes", "prototypes", "text")  # known classes: prototypes or class text
+    segments: str = _choice("kmeans", "kmeans", "superpixels")  # L_t/L_e/L_s segments: k-means within superpixels
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ class Objective:
             semantic_weight=losses.semantic_weight,
             unknown_weight=losses.unknown_weight,
             semantic_temperature=losses.semantic_temperature,
-            segments_per_view=params.segments_per_view,
+            segments_per_view=params.segments_per_view if losses.segments == "kmeans" else 0,
         ).to(device)
         return cls(params, criterion, fingerprint)
 
