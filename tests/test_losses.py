@@ -55,6 +55,12 @@ def test_contrastive_can_leave_out_the_pixels_own_segment_where_another_positive
     assert loss.item() == pytest.approx((first + second) / 2, rel=1e-5)
 
 
+@pytest.mark.parametrize("kappa", [10.0, 100.0])
+def test_contrastive_stays_exact_when_the_positive_is_far_below_the_negatives(kappa):
+    loss = pixel_segment_contrastive(X[None], torch.tensor([0]), torch.stack([-X, X]), torch.tensor([0, 1]), kappa)
+    assert loss.item() == pytest.approx(math.log1p(math.exp(2 * kappa)), rel=1e-5)  # about 2 kappa, finite
+
+
 def test_contrastive_without_negatives_is_zero_with_finite_gradients():
     pixels = X[None].clone().requires_grad_()
     loss = pixel_segment_contrastive(pixels, torch.tensor([0]), X[None], torch.tensor([0]), 10.0)

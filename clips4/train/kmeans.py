@@ -76,15 +76,16 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> tor
     sets, count, _ = x.shape
     rows = torch.arange(sets, device=x.device)
     first = torch.randint(0, count, (sets,), generator=generator).to(x.device)
-    centres = [x[rows, first]]
-    distance = (1 - torch.einsum("bnd,bd->bn", x, centres[0])).clamp(min=0)
-    for _ in range(1, k):
-        weights = distance.double().cpu()
+    centres = x.new_empty(sets, k, x.shape[-1])
+    centres[:, 0] = x[rows, first]
+    distance = (1 - (x * centres[:, None, 0]).sum(-1)).clamp_(min=0)  # (bmm is slow for matrix-vector)
+    for index in range(1, k):
+        weights = distance.cpu()
         weights[weights.sum(dim=1) <= 0] = 1.0  # every point already a centre's duplicate: draw uniformly
         pick = torch.multinomial(weights, 1, generator=generator)[:, 0].to(x.device)
-        centres.append(x[rows, pick])
-        distance = torch.minimum(distance, (1 - torch.einsum("bnd,bd->bn", x, centres[-1])).clamp(min=0))
-    return torch.stack(centres, dim=1)
+        centres[:, index] = x[rows, pick]
+        torch.minimum(distance, (1 - (x * centres[:, None, index]).sum(-1)).clamp_(min=0), out=distance)
+    return centres
 
 
 def assign(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:

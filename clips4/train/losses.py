@@ -76,14 +76,17 @@ def pixel_segment_contrastive(
     has_positive = positive.any(dim=1)
     if not bool(has_positive.any()):
         return logits.sum() * 0.0
-    logits, positive, left_out = logits[has_positive], positive[has_positive], left_out[has_positive]
-    # -log(P / (P + N)) = log(1 + N / P) = softplus(log N - log P): exact for small losses, where subtracting two
-    # nearly equal log-sums would cancel
-    # (masked with the lowest finite value, not -inf: a pixel without negatives then gets loss 0 and a finite gradient)
-    lowest = torch.finfo(logits.dtype).min
-    log_positive = torch.logsumexp(logits.masked_fill(~positive, lowest), dim=1)
-    log_negative = torch.logsumexp(logits.masked_fill(positive | left_out, lowest), dim=1)
-    return F.softplus(log_negative - log_positive).mean()
+    if not bool(has_positive.all()):
+        logits, positive, left_out = logits[has_positive], positive[has_positive], left_out[has_positive]
+    # One exponential pass: with unit vectors the logits span at most 2 kappa, so exp(logit - row max) cannot
+    # underflow to 0 in float32 for kappa <= 40 (float64 beyond). -log(P / (P + N)) = log(1 + N / P) is then exact
+    # for small losses, where subtracting two nearly equal log-sums would cancel.
+    if kappa > 40:
+        logits = logits.double()
+    weights = torch.exp(logits - logits.max(dim=1, keepdim=True).values.detach())
+    positives = torch.where(positive, weights, 0).sum(dim=1)
+    negatives_sum = torch.where(positive | left_out if own_segments is not None else positive, 0, weights).sum(dim=1)
+    return torch.log1p(negatives_sum / positives).mean().to(pixels.dtype)
 
 
 def embedding_consistency(student: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
