@@ -74,6 +74,20 @@ def test_clusters_split_by_superpixel():
     assert segments.superpixel.tolist() == [0, 1, 1] and segments.image.tolist() == [0, 0, 0]
 
 
+def test_location_weight_makes_clusters_spatially_compact():
+    embeddings = F.normalize(torch.randn(1, 8, 12, 12, generator=torch.Generator().manual_seed(0)), dim=1)
+    superpixels = torch.zeros(1, 12, 12, dtype=torch.long)
+    counts = {}
+    for weight in (0.0, 10.0):
+        segments = segments_within_superpixels(
+            embeddings, superpixels, 4, generator=torch.Generator().manual_seed(1), location_weight=weight
+        )
+        ids = segments.ids[0]
+        # neighbouring pixels in different segments: few when clusters are compact
+        counts[weight] = int((ids[1:] != ids[:-1]).sum() + (ids[:, 1:] != ids[:, :-1]).sum())
+    assert counts[10.0] < counts[0.0] / 3
+
+
 def test_k_zero_uses_the_superpixels_as_segments():
     superpixels = torch.tensor([[[3, 3], [1, 1]], [[0, 2], [2, 2]]])
     segments = segments_within_superpixels(torch.randn(2, 4, 2, 2), superpixels, 0)

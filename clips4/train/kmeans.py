@@ -100,11 +100,14 @@ def segments_within_superpixels(
     *,
     iterations: int = 10,
     generator: torch.Generator | None = None,
+    location_weight: float = 0.0,
 ) -> Segments:
     """K-means clusters of each image's pixel embeddings ``[B, D, h, w]``, split by ``superpixels [B, h, w]``.
 
     ``k <= 0`` skips the clustering: each superpixel is one segment. The embeddings are detached (clustering picks
-    the segments; gradients flow through the segment means the losses compute from them).
+    the segments; gradients flow through the segment means the losses compute from them). ``location_weight > 0``
+    appends the pixel's coordinates (in [-1, 1], times the weight) to its embedding before clustering, as SegSort's
+    location features do, so that clusters are spatially compact and split into fewer, larger segments.
     """
     batch, _, height, width = pixel_embeddings.shape
     if tuple(superpixels.shape) != (batch, height, width):
@@ -114,6 +117,14 @@ def segments_within_superpixels(
     superpixels = superpixels.long()
     if k > 0:
         points = F.normalize(pixel_embeddings.detach().flatten(2).transpose(1, 2).float(), dim=-1)
+        if location_weight > 0:
+            ys, xs = torch.meshgrid(
+                torch.linspace(-1, 1, height, device=points.device),
+                torch.linspace(-1, 1, width, device=points.device),
+                indexing="ij",
+            )
+            where = location_weight * torch.stack([ys, xs], dim=-1).view(1, -1, 2).expand(batch, -1, -1)
+            points = F.normalize(torch.cat([points, where], dim=-1), dim=-1)
         clusters = spherical_kmeans(points, k, iterations, generator).view(batch, height, width)
     else:
         clusters = torch.zeros_like(superpixels)

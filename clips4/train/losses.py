@@ -190,6 +190,7 @@ class ClipS4Criterion(nn.Module):
         sampled_pixels: pixels (over all views) that L_t scores per batch (0: all).
         exclude_own_segment: L_t leaves a pixel's own segment out when its superpixel has another segment (in the
             other view, or another cluster): SegSort's "segsort+" positives.
+        kmeans_location_weight: weight of the pixel coordinates appended to the embeddings for k-means (0: none).
     """
 
     def __init__(
@@ -210,6 +211,7 @@ class ClipS4Criterion(nn.Module):
         kmeans_iterations: int = 10,
         sampled_pixels: int = 2048,
         exclude_own_segment: bool = False,
+        kmeans_location_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if not (contrastive or embedding or semantic):
@@ -229,6 +231,7 @@ class ClipS4Criterion(nn.Module):
         self.semantic_temperature = semantic_temperature
         self.segments_per_view = segments_per_view
         self.kmeans_iterations = kmeans_iterations
+        self.kmeans_location_weight = kmeans_location_weight
 
     def prototypes(self) -> torch.Tensor:
         """Known then unknown prototypes, unit length: ``[K + U, D]``."""
@@ -247,6 +250,7 @@ class ClipS4Criterion(nn.Module):
                 self.segments_per_view,
                 iterations=self.kmeans_iterations,
                 generator=generator,
+                location_weight=self.kmeans_location_weight,
             )
             for v in views
         ]
