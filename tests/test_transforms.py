@@ -103,6 +103,8 @@ def test_misaligned_inputs_are_refused():
     augment = JointAugment(32, (0.5, 1.0), True, 0.0, False, clip_stride=16)
     with pytest.raises(ValueError, match="CLIP map"):
         augment(image, superpixels, features, torch.Generator())
+    with pytest.raises(ValueError, match="uint8 \\[H, W, 3\\]"):
+        augment(image[..., 0], superpixels, features, torch.Generator())
     with pytest.raises(ValueError, match="superpixels"):
         JointAugment(32, (0.5, 1.0), True, 0.0, False, clip_stride=8)(
             image, superpixels[:-1], features, torch.Generator()

@@ -99,7 +99,10 @@ class JointAugment:
     ) -> View:
         """One view of ``image`` uint8 ``[H, W, 3]``, ``superpixels`` int ``[H, W]`` and ``clip_dense`` ``[h, w, D]``
         (``h = ceil(H / clip_stride)``), drawn from ``generator``."""
-        rgb = tv_tensors.Image(torch.as_tensor(np.asarray(image)).permute(2, 0, 1).contiguous())
+        pixels = torch.as_tensor(np.asarray(image))
+        if pixels.ndim != 3 or pixels.shape[-1] != 3 or pixels.dtype != torch.uint8:
+            raise ValueError(f"JointAugment: image must be uint8 [H, W, 3], got {pixels.dtype} {tuple(pixels.shape)}")
+        rgb = tv_tensors.Image(pixels.permute(2, 0, 1).contiguous())
         labels = tv_tensors.Mask(torch.as_tensor(np.asarray(superpixels)).long()[None])
         features = torch.as_tensor(np.asarray(clip_dense)).float()
         height, width = rgb.shape[-2:]
@@ -212,8 +215,6 @@ def _uniform(generator: torch.Generator, low: float = 0.0, high: float = 1.0) ->
 
 def _check_shapes(rgb: torch.Tensor, labels: torch.Tensor, features: torch.Tensor, stride: int) -> None:
     height, width = rgb.shape[-2:]
-    if rgb.shape[0] != 3 or rgb.dtype != torch.uint8:
-        raise ValueError(f"JointAugment: image must be uint8 [H, W, 3], got {rgb.dtype} {tuple(rgb.shape)}")
     if tuple(labels.shape[-2:]) != (height, width):
         raise ValueError(f"JointAugment: superpixels {tuple(labels.shape[-2:])} differ from the image {height, width}")
     expected = (math.ceil(height / stride), math.ceil(width / stride))
