@@ -83,6 +83,19 @@ def test_semantic_consistency_is_cross_entropy_against_clips_label(temperature):
     assert agree.item() == pytest.approx(math.log(1 + math.exp(-1 / temperature)), rel=1e-5)
 
 
+def test_soft_semantic_consistency_is_minimal_where_the_student_predicts_as_clip():
+    prototypes = torch.stack([X, Y])
+    p = math.e / (math.e + 1)  # softmax([1, 0]) at temperature 1
+    entropy = -(p * math.log(p) + (1 - p) * math.log(1 - p))
+    assert semantic_consistency(X[None], X[None], prototypes, 1.0, soft=True).item() == pytest.approx(entropy, rel=1e-5)
+    student = X[None].clone().requires_grad_()
+    semantic_consistency(student, X[None], prototypes, 1.0, soft=True).backward()
+    assert student.grad.abs().max() < 1e-6  # no pull away from CLIP's embedding
+    hard = X[None].clone().requires_grad_()
+    semantic_consistency(hard, X[None], prototypes, 1.0).backward()
+    assert hard.grad.abs().max() > 0.1  # the hard label keeps pulling (toward the prototype, sharper)
+
+
 def test_pseudo_labels_use_cosine_not_length():
     prototypes = torch.stack([10 * X, Y])
     assert pseudo_labels(torch.stack([X + 2 * Y, 2 * X + Y]), prototypes).tolist() == [1, 0]

@@ -100,11 +100,19 @@ def pseudo_labels(clip: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
 
 
 def semantic_consistency(
-    student: torch.Tensor, clip: torch.Tensor, prototypes: torch.Tensor, temperature: float
+    student: torch.Tensor, clip: torch.Tensor, prototypes: torch.Tensor, temperature: float, soft: bool = False
 ) -> torch.Tensor:
     """L_s: cross-entropy of ``softmax(cos(v_s, C) / temperature)`` against CLIP's pseudo-label
-    ``argmax_c cos(i_s, c)``, averaged over segments ``[S, D]``; ``prototypes`` C ``[C, D]``."""
+    ``argmax_c cos(i_s, c)``, averaged over segments ``[S, D]``; ``prototypes`` C ``[C, D]``.
+
+    ``soft`` uses CLIP's whole prediction ``softmax(cos(i_s, C) / temperature)`` as the target instead of its argmax.
+    The hard form's optimum is ``v_s`` on its class prototype, away from ``i_s`` (its gradient at ``v_s = i_s`` is
+    not zero); the soft form's is ``v_s`` predicting as ``i_s`` does, which ``v_s = i_s`` satisfies.
+    """
     logits = F.normalize(student, dim=1) @ F.normalize(prototypes, dim=1).T / temperature
+    if soft:
+        target = torch.softmax(F.normalize(clip, dim=1) @ F.normalize(prototypes, dim=1).T / temperature, dim=1)
+        return F.cross_entropy(logits, target.detach())
     return F.cross_entropy(logits, pseudo_labels(clip, prototypes))
 
 
@@ -191,6 +199,7 @@ class ClipS4Criterion(nn.Module):
         exclude_own_segment: L_t leaves a pixel's own segment out when its superpixel has another segment (in the
             other view, or another cluster): SegSort's "segsort+" positives.
         kmeans_location_weight: weight of the pixel coordinates appended to the embeddings for k-means (0: none).
+        semantic_soft_targets: L_s against CLIP's softmax over C rather than its argmax (see semantic_consistency).
     """
 
     def __init__(
@@ -212,6 +221,7 @@ class ClipS4Criterion(nn.Module):
         sampled_pixels: int = 2048,
         exclude_own_segment: bool = False,
         kmeans_location_weight: float = 0.0,
+        semantic_soft_targets: bool = False,
     ) -> None:
         super().__init__()
         if not (contrastive or embedding or semantic):
@@ -229,6 +239,7 @@ class ClipS4Criterion(nn.Module):
         }
         self.contrastive = PixelSegmentContrastiveLoss(kappa, sampled_pixels, exclude_own_segment)
         self.semantic_temperature = semantic_temperature
+        self.semantic_soft_targets = semantic_soft_targets
         self.segments_per_view = segments_per_view
         self.kmeans_iterations = kmeans_iterations
         self.kmeans_location_weight = kmeans_location_weight
@@ -286,7 +297,9 @@ class ClipS4Criterion(nn.Module):
         if self.switches["semantic"]:
             prototypes = self.prototypes()
             # L_s trains the student against fixed targets; the prototypes learn from L_u alone
-            terms["semantic"] = semantic_consistency(v_s, i_s, prototypes.detach(), self.semantic_temperature)
+            terms["semantic"] = semantic_consistency(
+                v_s, i_s, prototypes.detach(), self.semantic_temperature, self.semantic_soft_targets
+            )
             labels = pseudo_labels(i_s, prototypes.detach()) - self.known.shape[0]  # unknown index, or < 0
             terms["unknown"] = unknown_prototype_loss(F.normalize(self.unknown, dim=1), i_s, labels.clamp(min=-1))
         total = sum(self.weights[name] * value for name, value in terms.items())
