@@ -70,7 +70,8 @@ def pixel_segment_contrastive(
     positive = F.pad(positive, (0, candidates.shape[0] - prototypes.shape[0]), value=False)
     left_out = torch.zeros_like(positive)
     if own_segments is not None:
-        own = F.one_hot(own_segments, candidates.shape[0]).bool()
+        own = torch.zeros_like(positive)  # (not one_hot: that is int64, 8x the memory of this P x N mask)
+        own[torch.arange(len(own_segments), device=own.device), own_segments] = True
         left_out = own & (positive & ~own).any(dim=1, keepdim=True)  # only where another positive remains
         positive = positive & ~left_out
     has_positive = positive.any(dim=1)
