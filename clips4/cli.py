@@ -289,6 +289,9 @@ def train(
 ) -> None:
     """Train the CLIP-S4 student on the caches (resuming from --out), then score it on val into --metrics.
     Several processes: torchrun --nproc_per_node N $(which clips4) train."""
+    # Idle OpenMP threads sleep instead of spinning: on a shared or small machine spinning threads cost a training
+    # step up to 3x its CPU time (measured in docs/training.md). Must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from clips4.stages.train import run_train
 
     paths = {

@@ -128,6 +128,7 @@ class LossParams:
     use_unknowns: bool = True  # L_s over known + unknown prototypes (false: known only, and no L_u)
     semantic_targets: str = _choice("prototypes", "prototypes", "text")  # known classes: prototypes or class text
     segments: str = _choice("kmeans", "kmeans", "superpixels")  # L_t/L_e/L_s segments: k-means within superpixels
+    semantic_soft_targets: bool = False  # L_s against CLIP's softmax over the prototypes instead of its argmax
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ class Objective:
             unknown_weight=losses.unknown_weight,
             semantic_temperature=losses.semantic_temperature,
             segments_per_view=params.segments_per_view if losses.segments == "kmeans" else 0,
+            semantic_soft_targets=losses.semantic_soft_targets,
         ).to(device)
         return cls(params, criterion, fingerprint)
 
