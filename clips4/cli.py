@@ -306,6 +306,42 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
     )
 
 
+# --- train ---
+
+
+@app.command()
+@user_errors
+def train(
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+    cache_dir: CacheDirOption = "data/cache",
+    out: Annotated[Path, typer.Option(help="Student checkpoint (also the resume point).")] = Path("models/clips4.pt"),
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON of the run.")] = Path("models/clips4.json"),
+    live_dir: Annotated[Path, typer.Option(help="dvclive folder of the loss curves.")] = Path("reports/train"),
+    stop_after: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many iterations (a rerun resumes).", hidden=True)
+    ] = None,
+) -> None:
+    """Train the CLIP-S4 student on the caches (resuming from --out), then score it on val into --metrics.
+    Several processes: torchrun --nproc_per_node N $(which clips4) train."""
+    # Idle OpenMP threads sleep instead of spinning: on a shared or small machine spinning threads cost a training
+    # step up to 3x its CPU time (measured in docs/training.md). Must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from clips4.stages.train import run_train
+
+    paths = {
+        name: store_path(cache_dir, store)
+        for name, store in (("dense", "clip_dense"), ("superpixels", "superpixels"), ("prototypes", "prototypes"))
+    }
+    result = run_train(read_params(params), **paths, out=out, metrics=metrics, live_dir=live_dir, stop_after=stop_after)
+    if result.metrics:
+        typer.echo(
+            f"train: {result.checkpoint}: {result.iterations} iterations (from {result.start_iteration}) in "
+            f"{result.wall_seconds:.0f} s; val mIoU {result.miou:.2f}, avgsim {result.avgsim:.3f} -> {result.metrics}"
+        )
+    elif result.iterations and os.environ.get("RANK", "0") == "0":
+        typer.echo(f"train: stopped at iteration {result.iterations}; rerun to resume from {result.checkpoint}")
+
+
 @cache_app.command("info")
 @user_errors
 def cache_info(path: Annotated[str, typer.Argument(help="A store under data/cache/ (folder or fsspec URL).")]) -> None:

@@ -126,21 +126,43 @@ class CacheParams:
 
 @dataclass(frozen=True)
 class LossParams:
-    """Which CLIP-S4 losses are on (for the paper's loss ablation)."""
+    """Which CLIP-S4 losses are on (the paper's Table 6 ablation) and how they are weighed (docs/training.md)."""
 
-    contrastive: bool = True
-    embedding: bool = True
-    semantic: bool = True
+    contrastive: bool = True  # L_t: pixel-to-segment contrastive loss over k-means segments within superpixels
+    embedding: bool = True  # L_e: 1 - cos(student segment, CLIP segment)
+    semantic: bool = True  # L_s (cross-entropy to CLIP's pseudo-labels over the prototypes) and L_u (unknowns)
+    contrastive_weight: float = _float(1.0, 0.0, open_lo=True)
+    embedding_weight: float = _float(1.0, 0.0, open_lo=True)
+    semantic_weight: float = _float(1.0, 0.0, open_lo=True)
+    unknown_weight: float = _float(1.0, 0.0, open_lo=True)  # L_u (moves the unknown prototypes only)
+    semantic_temperature: float = _float(0.1, 0.0, 10.0, open_lo=True)  # softmax temperature of L_s
+    use_unknowns: bool = True  # L_s over known + unknown prototypes (false: known only, and no L_u)
+    semantic_targets: str = _choice("prototypes", "prototypes", "text")  # known classes: prototypes or class text
+    segments: str = _choice("kmeans", "kmeans", "superpixels")  # L_t/L_e/L_s segments: k-means within superpixels
+    semantic_soft_targets: bool = False  # L_s against CLIP's softmax over the prototypes instead of its argmax
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Student training."""
+    """Student training (``clips4 train``)."""
 
     iterations: int = _int(2000, 1)
     batch_size: int = _int(16, 1)
     lr: float = _float(3e-3, 0.0, open_lo=True)
+    lr_power: float = _float(0.9, 0.0)  # polynomial decay: lr * (1 - it / iterations) ** lr_power (0: constant)
+    weight_decay: float = _float(0.0, 0.0)
     memory_batches: int = _int(2, 0)
+    model: str = "pspnet-synth"  # student config in clips4/model/model_configs (pspnet-r50-d8 for real data)
+    backbone_weights: str | None = None  # torchvision ImageNet weights file for resnet backbones (else hub cache)
+    random_init: bool = False  # allow a resnet backbone without ImageNet weights
+    crop_size: int = _int(80, 16)  # side of each augmented view (pixels)
+    crop_scale_min: float = _float(0.4, 0.0, 1.0, open_lo=True)  # random resized crop: area fraction range
+    crop_scale_max: float = _float(1.0, 0.0, 1.0, open_lo=True)
+    color_jitter: float = _float(0.0, 0.0, 1.0)  # SimCLR colour-jitter strength (0: off)
+    blur: bool = False  # SimCLR's Gaussian blur (probability 1/2)
+    checkpoint_every: int = _int(200, 1)  # iterations between checkpoints (models/clips4.pt)
+    workers: int = _int(1, 0)  # data-loading processes (0: in the training process)
+    val_images: int = _int(500, 1)  # val images scored into models/clips4.json at the end
 
 
 @dataclass(frozen=True)
@@ -241,6 +263,17 @@ def _check_consistency(params: Params) -> None:
         )
     if params.clip.stride > params.clip.window:
         raise ParamsError(f"clip.stride: must be <= clip.window ({params.clip.window}), got {params.clip.stride}")
+    losses = params.losses
+    if not (losses.contrastive or losses.embedding or losses.semantic):
+        raise ParamsError(
+            "losses: at least one of losses.contrastive, losses.embedding and losses.semantic must be "
+            "true; all three are false"
+        )
+    if params.train.crop_scale_min > params.train.crop_scale_max:
+        raise ParamsError(
+            f"train.crop_scale_min: must be <= train.crop_scale_max ({params.train.crop_scale_max}), "
+            f"got {params.train.crop_scale_min}"
+        )
     if (params.ucm.regions is None) == (params.ucm.threshold is None):
         raise ParamsError(
             "ucm.regions: set exactly one of ucm.regions (superpixels per image) and ucm.threshold (UCM level), "

@@ -1,0 +1,131 @@
+"""The ``train`` stage: the CLIP-S4 student from the caches, into models/clips4.pt and models/clips4.json.
+
+``clips4 train`` in one process, or ``torchrun --nproc_per_node N $(which clips4) train`` for DDP (rank 0 writes).
+models/clips4.json holds the params, the final losses, wall seconds, images per second, the data-wait share, and
+the val scores of the student (mIoU by nearest text embedding, and avgsim; :mod:`clips4.train.validate`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from clips4.errors import Clips4Error
+from clips4.params import Params
+from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SUPERPIXELS_STORE
+
+MODEL_PATH = Path("models/clips4.pt")
+METRICS_PATH = Path("models/clips4.json")
+LIVE_DIR = Path("reports/train")
+
+
+@dataclass(frozen=True)
+class TrainStageResult:
+    checkpoint: str
+    metrics: str | None  # None on ranks other than 0, and for a run stopped early
+    iterations: int
+    start_iteration: int
+    miou: float | None
+    avgsim: float | None
+    wall_seconds: float
+
+
+def run_train(
+    params: Params,
+    *,
+    dense: str | Path = DENSE_STORE,
+    superpixels: str | Path = SUPERPIXELS_STORE,
+    prototypes: str | Path = PROTOTYPES_STORE,
+    out: str | Path = MODEL_PATH,
+    metrics: str | Path = METRICS_PATH,
+    live_dir: str | Path | None = LIVE_DIR,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> TrainStageResult:
+    """Train (resuming from ``out`` when it holds this configuration's run), then score the student on val."""
+    import clips4.cache
+    from clips4.clip import load_clip
+    from clips4.train.distributed import setup_runtime, teardown
+    from clips4.train.loop import TrainInputs, train_student
+
+    runtime = setup_runtime()
+    try:
+        loaded = load_clip(params.clip.model, params.clip.pretrained)
+        dense_store = clips4.cache.open(str(dense))
+        if loaded.sha256 != dense_store.attrs.get("weights_sha256"):
+            raise Clips4Error(
+                f"{dense}: built with CLIP weights {dense_store.attrs.get('weights_sha256')}, but clip.* now loads "
+                f"{loaded.sha256}; rerun `dvc repro` so that the caches and the student share one CLIP"
+            )
+        teacher = {"model_name": loaded.model_name, "weights_sha256": loaded.sha256, "source": loaded.source}
+        inputs = TrainInputs(str(dense), str(superpixels), str(prototypes), teacher)
+        result = train_student(
+            params, inputs=inputs, out=out, live_dir=live_dir, stop_after=stop_after, progress=progress
+        )
+        if not runtime.is_main or result.stopped_early:
+            return TrainStageResult(
+                result.checkpoint, None, result.iterations, result.start_iteration, None, None, result.wall_seconds
+            )
+        scores = _score(params, loaded, out, dense, superpixels, runtime.device)
+        record = {
+            "model": params.train.model,
+            "checkpoint": str(out),
+            "clip": teacher,
+            "params": params.to_dict(),
+            "iterations": result.iterations,
+            "resumed_from": result.start_iteration,
+            "final_losses": result.final_losses,
+            "wall_seconds": result.wall_seconds,
+            "images_per_second": result.images_per_second,
+            "data_wait_fraction": result.data_wait_fraction,
+            "world_size": result.world_size,
+            "device": result.device,
+            "val": asdict(scores),
+            "avgsim": scores.avgsim,
+            "miou": scores.miou,
+        }
+        _write_json(Path(metrics), record)
+        return TrainStageResult(
+            result.checkpoint,
+            str(metrics),
+            result.iterations,
+            result.start_iteration,
+            scores.miou,
+            scores.avgsim,
+            result.wall_seconds,
+        )
+    finally:
+        teardown()
+
+
+def _score(params: Params, loaded, checkpoint, dense, superpixels, device):
+    """Val mIoU and avgsim of the trained student (from its checkpoint, as any user would load it)."""
+    import clips4.cache
+    from clips4.clip import text_embeddings
+    from clips4.data.layouts import open_dataset
+    from clips4.train.checkpoint import load_student
+    from clips4.train.validate import score_student
+
+    student, _ = load_student(checkpoint, device=device)
+    dataset = open_dataset(params.dataset.name, params.dataset.root, params.dataset.val_split)
+    return score_student(
+        student,
+        dataset,
+        clips4.cache.open(str(dense)),
+        clips4.cache.open(str(superpixels)),
+        text_embeddings(loaded, list(dataset.class_names)),
+        mean=student.mean,
+        std=student.std,
+        split=params.dataset.val_split,
+        max_images=params.train.val_images,
+        device=device,
+    )
+
+
+def _write_json(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
