@@ -34,6 +34,16 @@ TINY = {
     "ucm": {"regions": 8, "quality_images": 2},
     "unknowns": 4,
     "top_m": 2,
+    "segments_per_view": 4,
+    "train": {
+        "iterations": 2,
+        "batch_size": 2,
+        "model": "pspnet-test",
+        "crop_size": 32,
+        "checkpoint_every": 1,
+        "workers": 0,
+        "val_images": 2,
+    },
 }
 
 # Runs one `clips4 ...` command in this interpreter, then prints the files of the clips4 modules it loaded.
