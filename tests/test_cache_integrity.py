@@ -122,7 +122,9 @@ def test_cli_stage_on_a_stale_store_names_the_change_and_rebuild_replaces_it(par
     cache = ["--cache-dir", str(tmp_path / "cache"), "-j", "1"]
     assert runner.invoke(app, ["contours", *cache]).exit_code == 0
     config = yaml.safe_load((project / "params.yaml").read_text())
-    (tmp_path / "changed.yaml").write_text(yaml.safe_dump({**config, "contours": {"sigma": 2.5}}))
+    # A params file elsewhere: its relative dataset.root would be read from its own folder, so give it absolute.
+    changed = {**config, "dataset": {"root": str(project / "data" / "synth")}, "contours": {"sigma": 2.5}}
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
     stale = runner.invoke(app, ["contours", *cache, "--params", str(tmp_path / "changed.yaml")])
     assert stale.exit_code == 1
     assert "is complete but is stale (changed: contours.sigma)" in stale.output and "--rebuild" in stale.output

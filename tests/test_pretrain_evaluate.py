@@ -99,7 +99,7 @@ def test_evaluate_refuses_an_empty_val_split(project, monkeypatch, tmp_path):
     split_file = project / "data" / "synth" / "ImageSets" / "Segmentation" / "empty.txt"
     split_file.write_text("")
     params = load_params("params.yaml", {"dataset.val_split": "empty"})
-    with pytest.raises(Clips4Error, match=r"empty\.txt: split 'empty' lists no images"):
+    with pytest.raises(Clips4Error, match=r"empty\.txt: split 'empty' \(dataset\.val_split\) lists no images"):
         run_evaluate(params, tmp_path / "reports")
     assert not (tmp_path / "reports").exists()
     params_file = _params_file(tmp_path, root=str(project / "data" / "synth"), val_split="empty")

@@ -35,6 +35,16 @@ def rescale_size(height: int, width: int, scale: tuple[int, int]) -> tuple[int, 
     return int(height * factor + 0.5), int(width * factor + 0.5)
 
 
+def whole_image_resize(images: torch.Tensor, dataset_name: str) -> torch.Tensor:
+    """``images [B, 3, H, W]`` resized to the dataset's test scale (the ``whole`` protocol); kept as they are for a
+    dataset without one."""
+    scale = TEST_SCALES.get(dataset_name)
+    if scale is None:
+        return images
+    size = rescale_size(images.shape[-2], images.shape[-1], scale)
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+
+
 def protocol_features(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -47,11 +57,7 @@ def protocol_features(
 ) -> torch.Tensor:
     """Dense features ``[B, h, w, D]`` of normalised images ``[B, 3, H, W]`` read as ``protocol`` says."""
     if protocol == "whole":
-        scale = TEST_SCALES.get(dataset_name)
-        if scale is not None:
-            size = rescale_size(images.shape[-2], images.shape[-1], scale)
-            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        return dense_clip_features(model, images, mode)
+        return dense_clip_features(model, whole_image_resize(images, dataset_name), mode)
     if protocol != "slide":
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     if max(images.shape[-2:]) > window:

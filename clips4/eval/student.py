@@ -19,7 +19,7 @@ from clips4.clip.loading import LoadedClip
 from clips4.clip.text import text_embeddings
 from clips4.errors import Clips4Error
 from clips4.eval.language import LanguageClasses, segment_with_text
-from clips4.eval.protocol import TEST_SCALES, rescale_size
+from clips4.eval.protocol import whole_image_resize
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -61,11 +61,7 @@ def student_embeddings(
 ) -> torch.Tensor:
     """Unit pixel embeddings ``[B, h, w, D]`` (channels last, as the scorers take them) of normalised images."""
     if protocol == "whole":
-        scale = TEST_SCALES.get(dataset_name)
-        if scale is not None:
-            size = rescale_size(images.shape[-2], images.shape[-1], scale)
-            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        embeddings = student(images)
+        embeddings = student(whole_image_resize(images, dataset_name))
     elif max(images.shape[-2:]) > window:
         embeddings = sliding_embeddings(student, images, window, stride)
     else:
