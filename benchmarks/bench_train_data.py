@@ -64,6 +64,9 @@ def epoch_memory(params_path: str, cache_dir: str, images: int) -> dict:
     )
     blocks = tuple(b for b in caches.blocks() if b.stop <= caches.first + images)
     plan = BatchPlan(blocks, params.train.batch_size, params.seed)
+    from clips4.model import create_student
+
+    stride = create_student(params.train.model, caches.embed_dim, random_init=True).output_stride
     augment = JointAugment(
         params.train.crop_size,
         (params.train.crop_scale_min, 1.0),
@@ -71,7 +74,7 @@ def epoch_memory(params_path: str, cache_dir: str, images: int) -> dict:
         0.0,
         False,
         clip_stride=caches.feature_stride,
-        clip_size=params.train.crop_size // 8,
+        clip_size=-(-params.train.crop_size // stride),
     )
     began = time.perf_counter()
     count = 0
