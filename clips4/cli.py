@@ -406,8 +406,10 @@ def evaluate(
         reports_dir = Path("reports")
     result = run_evaluate(config, reports_dir, dense_mode)
     for method, scores in result.scores.items():
+        # The dense mode is how CLIP's own features are read: it says nothing about the student.
+        read = f"{result.dense_mode}, " if method == "maskclip" else ""
         typer.echo(
-            f"{method} ({result.dense_mode}, {result.protocol}, {result.device}, {scores.images} images): "
+            f"{method} ({read}{result.protocol}, {result.device}, {scores.images} images): "
             f"mIoU {scores.miou:.2f}  pAcc {scores.pacc:.2f}"
         )
         for name, iou in scores.per_class.items():

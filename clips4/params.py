@@ -322,9 +322,13 @@ def load_params(path: str | Path = DEFAULT_PARAMS_PATH, overrides: dict[str, Any
 
 def _resolve_dataset_root(params: Params, path: Path) -> Params:
     """A relative ``dataset.root`` is relative to the params file's folder, not to the current folder, so that
-    ``--params /abs/project/params.yaml`` reads the project's data from anywhere. It becomes absolute."""
+    ``--params /abs/project/params.yaml`` reads the project's data from anywhere. It stays relative (to the current
+    folder) when it lies inside it, so that what stages record (store attributes, models/clips4.json) does not name
+    the machine's folders; otherwise it becomes absolute."""
     root = params.dataset.root
     if "://" in root or Path(root).is_absolute():
         return params
-    absolute = str((path.resolve().parent / root).resolve())
-    return dataclasses.replace(params, dataset=dataclasses.replace(params.dataset, root=absolute))
+    resolved = (path.resolve().parent / root).resolve()
+    here = Path.cwd().resolve()
+    root = str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
+    return dataclasses.replace(params, dataset=dataclasses.replace(params.dataset, root=root))

@@ -101,7 +101,11 @@ def test_relative_dataset_root_is_relative_to_the_params_file(tmp_path, monkeypa
     monkeypatch.chdir(elsewhere)
     assert load_params(path).dataset.root == str(project / "data" / "synth")
     monkeypatch.chdir(project)
-    assert load_params("params.yaml").dataset.root == str(project / "data" / "synth")  # same data either way
+    # Inside the current folder it stays relative, so records (store attributes, models/clips4.json) name no machine
+    # folder; it is the same data either way.
+    assert load_params("params.yaml").dataset.root == "data/synth"
+    monkeypatch.chdir(tmp_path)
+    assert load_params(path).dataset.root == "project/data/synth"
     path.write_text(yaml.safe_dump({"dataset": {"root": "/data/voc"}}))
     assert load_params(path).dataset.root == "/data/voc"
 
