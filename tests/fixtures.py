@@ -110,3 +110,22 @@ def distance_to_square_outline(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     d_vert = np.where(inside_y, np.minimum(np.abs(xs - lo), np.abs(xs - hi)), np.inf)
     d_horz = np.where(inside_x, np.minimum(np.abs(ys - lo), np.abs(ys - hi)), np.inf)
     return np.minimum(d_vert, d_horz)
+
+
+def make_tiny_project(root: Path, params: dict) -> Path:
+    """``root`` with ``params`` as params.yaml, its synthetic world in data/synth and a randomly initialised tiny
+    CLIP (``clips4-test-vit``, seed 0) at models/clip.pt: what the cache and training stages read."""
+    import torch
+    import yaml
+
+    from clips4.clip.loading import build_model, model_config, save_clip_checkpoint
+    from clips4.data.synth import write_world
+    from clips4.params import load_params
+
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    loaded = load_params(root / "params.yaml")
+    write_world(loaded.synth, loaded.seed, root / "data" / "synth", workers=1)
+    torch.manual_seed(0)
+    config = model_config("clips4-test-vit")
+    save_clip_checkpoint(root / "models" / "clip.pt", build_model(config), "clips4-test-vit", config)
+    return root

@@ -16,13 +16,12 @@ import yaml
 
 import clips4.cache
 from clips4.cache.store import StoreError, store_exists
-from clips4.clip.loading import build_model, model_config, save_clip_checkpoint
-from clips4.data.synth import write_world
 from clips4.params import load_params
 from clips4.stages.clip_dense import run_clip_dense
 from clips4.stages.contours import run_contours
 from clips4.stages.segments import run_segments
 from clips4.stages.ucm import run_ucm
+from tests.fixtures import make_tiny_project
 
 TINY = {
     "synth": {"image_size": 48, "train_images": 12, "val_images": 6},
@@ -36,14 +35,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project folder with params.yaml, a tiny synthetic world and a random tiny CLIP at models/clip.pt."""
-    root = tmp_path_factory.mktemp("project")
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
-    params = load_params(root / "params.yaml")
-    write_world(params.synth, params.seed, root / "data" / "synth", workers=1)
-    torch.manual_seed(0)
-    config = model_config("clips4-test-vit")
-    save_clip_checkpoint(root / "models" / "clip.pt", build_model(config), "clips4-test-vit", config)
-    return root
+    return make_tiny_project(tmp_path_factory.mktemp("project"), TINY)
 
 
 @pytest.fixture

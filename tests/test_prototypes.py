@@ -25,6 +25,7 @@ from clips4.prototypes import (
     top_m_segments_torch,
     unknown_prototypes,
 )
+from tests.fixtures import make_tiny_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -204,20 +205,13 @@ def _as_open_clip_tag(tag: str):
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project with a tiny world and CLIP, its segments store, and a second one built as if from an open_clip
     tag (``cache/tag_a``)."""
-    from clips4.clip.loading import build_model, model_config, save_clip_checkpoint
-    from clips4.data.synth import write_world
     from clips4.stages.clip_dense import run_clip_dense
     from clips4.stages.contours import run_contours
     from clips4.stages.segments import run_segments
     from clips4.stages.ucm import run_ucm
 
-    root = tmp_path_factory.mktemp("protos")
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
+    root = make_tiny_project(tmp_path_factory.mktemp("protos"), TINY)
     params = load_params(root / "params.yaml")
-    write_world(params.synth, params.seed, root / "data" / "synth", workers=1)
-    torch.manual_seed(0)
-    config = model_config("clips4-test-vit")
-    save_clip_checkpoint(root / "models" / "clip.pt", build_model(config), "clips4-test-vit", config)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         cache = Path("data/cache")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-import yaml
+from tests.fixtures import make_tiny_project
 
 #: A world of 48-px images, the 32-d test CLIP, 8 superpixels per image, the 8-px test student.
 TINY_TRAIN = {
@@ -32,8 +31,6 @@ TINY_TRAIN = {
 
 def build_train_project(root: Path) -> Path:
     """``root`` with params.yaml, data/synth, models/clip.pt and the caches under data/cache."""
-    from clips4.clip.loading import build_model, model_config, save_clip_checkpoint
-    from clips4.data.synth import write_world
     from clips4.params import load_params
     from clips4.stages.clip_dense import run_clip_dense
     from clips4.stages.contours import run_contours
@@ -41,15 +38,11 @@ def build_train_project(root: Path) -> Path:
     from clips4.stages.segments import run_segments
     from clips4.stages.ucm import run_ucm
 
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY_TRAIN))
+    make_tiny_project(root, TINY_TRAIN)
     previous = Path.cwd()
     os.chdir(root)
     try:
         params = load_params("params.yaml")
-        write_world(params.synth, params.seed, Path("data/synth"), workers=1)
-        torch.manual_seed(0)
-        config = model_config("clips4-test-vit")
-        save_clip_checkpoint("models/clip.pt", build_model(config), "clips4-test-vit", config)
         cache = Path("data/cache")
         run_contours(params, cache / "contours.zarr", workers=1)
         run_ucm(params, cache / "contours.zarr", cache / "superpixels.zarr", workers=1)
