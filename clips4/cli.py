@@ -392,9 +392,14 @@ def evaluate(
             file_okay=False,
         ),
     ] = None,
+    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    models_dir: Annotated[
+        Path, typer.Option(help="Folder of the checkpoints (clip.pt, clips4.pt, maskclip_plus.pt).", file_okay=False)
+    ] = Path("models"),
 ) -> None:
-    """Language-driven segmentation of the val split by every available method (eval.protocol; GPU when present);
-    writes mIoU and pixel accuracy (percent) per method, and the per-class IoU."""
+    """Every metric of the paper for every available method on the val split (GPU when present): language-driven
+    mIoU and pixel accuracy, class-free mIoU (with fold), kNN and linear probes, DAVIS J/F of the propagated video
+    masks (written to reports/davis/), avgsim for students; into metrics.json and per_class_iou.json."""
     from clips4.clip.dense import DENSE_MODES
     from clips4.stages.evaluate import run_evaluate
 
@@ -404,20 +409,24 @@ def evaluate(
     side_by_side = dense_mode is not None and dense_mode != config.clip.dense_mode
     if reports_dir is None and not side_by_side:
         reports_dir = Path("reports")
-    result = run_evaluate(config, reports_dir, dense_mode)
-    for method, scores in result.scores.items():
+    result = run_evaluate(config, reports_dir, dense_mode, cache_dir=Path(cache_dir), models_dir=models_dir)
+    for method, scored in result.methods.items():
+        scores = scored.scores
         # The dense mode is how CLIP's own features are read: it says nothing about the student.
         read = f"{result.dense_mode}, " if method == "maskclip" else ""
         typer.echo(
             f"{method} ({read}{result.protocol}, {result.device}, {scores.images} images): "
             f"mIoU {scores.miou:.2f}  pAcc {scores.pacc:.2f}"
         )
+        typer.echo("  " + "  ".join(f"{key} {value:g}" for key, value in scored.block.items()))
+        typer.echo("  seconds: " + "  ".join(f"{part} {seconds:.1f}" for part, seconds in scored.seconds.items()))
         for name, iou in scores.per_class.items():
             typer.echo(f"  {name:16s} {'-' if iou is None else f'{iou:.1f}'}")
     if result.metrics_path is None:
         typer.echo("side-by-side run: nothing written (pass --reports-dir to keep it)")
     else:
-        typer.echo(f"wrote {result.metrics_path} and {result.per_class_path}")
+        davis = f" and the video masks under {result.davis_dir}" if result.davis_dir else ""
+        typer.echo(f"wrote {result.metrics_path} and {result.per_class_path}{davis}")
 
 
 if __name__ == "__main__":  # pragma: no cover

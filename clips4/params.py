@@ -86,6 +86,25 @@ class ClipParams:
 
 
 @dataclass(frozen=True)
+class KnnProbeParams:
+    """The kNN probe of ``clips4 evaluate`` (Table 4): val segments labelled by their nearest train segments."""
+
+    train_images: int = _int(500, 0)  # first images of the train split in the segment bank (0: no kNN probe)
+    k: int = _int(10, 1)  # nearest train segments that vote
+    clusters: int = _int(8, 1)  # k-means clusters per image before the split by superpixel
+
+
+@dataclass(frozen=True)
+class LinearProbeParams:
+    """The linear probe of ``clips4 evaluate`` (Table 4): a per-pixel linear classifier on frozen embeddings."""
+
+    train_images: int = _int(1000, 0)  # first images of the train split it is fitted on (0: no linear probe)
+    pixels_per_image: int = _int(64, 1)  # labelled pixels sampled per train image
+    steps: int = _int(100, 1)  # L-BFGS iterations
+    weight_decay: float = _float(1e-4, 0.0)
+
+
+@dataclass(frozen=True)
 class EvalParams:
     """How ``clips4 evaluate`` reads the val images (clips4/eval/protocol.py).
 
@@ -94,6 +113,25 @@ class EvalParams:
     """
 
     protocol: str = _choice("slide", "slide", "whole")
+    knn: KnnProbeParams = field(default_factory=KnnProbeParams)
+    linear: LinearProbeParams = field(default_factory=LinearProbeParams)
+
+
+@dataclass(frozen=True)
+class VideoParams:
+    """The videos of ``clips4 evaluate``'s mask propagation (DAVIS 2017 protocol, clips4/eval/propagation.py).
+
+    ``synth_video`` (the synthetic world's videos) and ``davis`` (DAVIS 2017) share the DAVIS layout; ``none``
+    skips propagation. The propagation settings are the prior work's (CRW) defaults."""
+
+    name: str = _choice("synth_video", "synth_video", "davis", "none")
+    root: str = "data/synth_video"
+    split: str = "val"  # ImageSets/2017/<split>.txt
+    topk: int = _int(10, 1)  # context pixels each query pixel reads
+    context: int = _int(20, 0)  # previous frames in the context, besides the first frame
+    radius: float = _float(12.0, 0.0, open_lo=True)  # spatial radius (feature-grid cells) in the previous frames
+    temperature: float = _float(0.05, 0.0, open_lo=True)  # softmax temperature over the top-k similarities
+    stride: int = _int(8, 1)  # embeddings are resampled to a grid of frame size / stride (CRW's stride 8)
 
 
 @dataclass(frozen=True)
@@ -177,6 +215,7 @@ class Params:
     synth: SynthParams = field(default_factory=SynthParams)
     clip: ClipParams = field(default_factory=ClipParams)
     eval: EvalParams = field(default_factory=EvalParams)
+    video: VideoParams = field(default_factory=VideoParams)
     contours: ContourParams = field(default_factory=ContourParams)
     ucm: UcmParams = field(default_factory=UcmParams)
     cache: CacheParams = field(default_factory=CacheParams)
@@ -294,7 +333,7 @@ def params_from_dict(raw: dict[str, Any] | None) -> Params:
 def load_params(path: str | Path = DEFAULT_PARAMS_PATH, overrides: dict[str, Any] | None = None) -> Params:
     """Load params.yaml, apply dotted ``overrides`` (``{"clip.dense_mode": "clearclip"}``) and validate.
 
-    A relative ``dataset.root`` is resolved against the params file's folder (and returned absolute).
+    A relative ``dataset.root`` or ``video.root`` is resolved against the params file's folder (and returned absolute).
     Raises :class:`ParamsError` whose message starts with the file name and names the key.
     """
     path = Path(path)
@@ -325,10 +364,14 @@ def _resolve_dataset_root(params: Params, path: Path) -> Params:
     ``--params /abs/project/params.yaml`` reads the project's data from anywhere. It stays relative (to the current
     folder) when it lies inside it, so that what stages record (store attributes, models/clips4.json) does not name
     the machine's folders; otherwise it becomes absolute."""
-    root = params.dataset.root
+    dataset = dataclasses.replace(params.dataset, root=_resolve_root(params.dataset.root, path))
+    video = dataclasses.replace(params.video, root=_resolve_root(params.video.root, path))  # the same rule
+    return dataclasses.replace(params, dataset=dataset, video=video)
+
+
+def _resolve_root(root: str, path: Path) -> str:
     if "://" in root or Path(root).is_absolute():
-        return params
+        return root
     resolved = (path.resolve().parent / root).resolve()
     here = Path.cwd().resolve()
-    root = str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
-    return dataclasses.replace(params, dataset=dataclasses.replace(params.dataset, root=root))
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)

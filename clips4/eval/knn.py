@@ -1,12 +1,13 @@
 """kNN segment classification (CLIP-S4's Table 4, left): unsupervised segments labelled by their nearest neighbours.
 
 Segments are made the same way on train and val images: the pixel embeddings of one image are clustered with
-k-means and each cluster is split along the superpixels (one segment per cluster x superpixel pair); a segment's
-embedding is the unit-normalised mean of its pixels' embeddings (each pixel reads the feature-grid cell under it).
-Train segments take the majority ground-truth label of their pixels (255 ignored) - the only use of train ground
-truth, as in the paper. Each val segment takes the majority label of its ``k`` nearest train segments by cosine
-(FAISS ``IndexFlatIP`` on unit vectors); a tie goes to the tied class whose nearest member ranks first. The
-painted val label maps are scored with :mod:`clips4.eval.metrics` over the whole set.
+spherical k-means (:func:`clips4.train.kmeans.spherical_kmeans`, the training's) and each cluster is split along
+the superpixels (one segment per cluster x superpixel pair); a segment's embedding is the unit-normalised mean of
+its pixels' embeddings (each pixel reads the feature-grid cell under it). Train segments take the majority
+ground-truth label of their pixels (255 ignored) - the only use of train ground truth, as in the paper. Each val
+segment takes the majority label of its ``k`` nearest train segments by cosine (FAISS ``IndexFlatIP`` on unit
+vectors); a tie goes to the tied class whose nearest member ranks first. The painted val label maps are scored
+with :mod:`clips4.eval.metrics` over the whole set.
 """
 
 from __future__ import annotations
@@ -23,39 +24,18 @@ from clips4.data.types import IGNORE_INDEX
 from clips4.errors import Clips4Error
 from clips4.eval.metrics import confusion_matrix, mean_iou, per_class_iou
 from clips4.eval.probe_inputs import DenseItem, check_item, nearest_cells
+from clips4.train.kmeans import spherical_kmeans
 
-
-def _kmeans(points: torch.Tensor, clusters: int, iterations: int = 20, seed: int = 0) -> torch.Tensor:
-    """Cluster ids ``[N]`` of ``[N, D]`` points: k-means++ seeding then Lloyd steps, deterministic for a seed."""
-    clusters = min(clusters, len(points))
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    centres = [points[torch.randint(len(points), (1,), generator=generator).item()]]
-    distance = ((points - centres[0]) ** 2).sum(dim=1)
-    for _ in range(1, clusters):
-        if float(distance.sum()) <= 0:  # fewer distinct points than clusters: stop seeding
-            break
-        pick = torch.multinomial((distance / distance.sum()).cpu(), 1, generator=generator).item()
-        centres.append(points[pick])
-        distance = torch.minimum(distance, ((points - points[pick]) ** 2).sum(dim=1))
-    centre = torch.stack(centres)
-    assignment = torch.cdist(points, centre).argmin(dim=1)
-    for _ in range(iterations):
-        sums = torch.zeros_like(centre).index_add_(0, assignment, points)
-        counts = torch.bincount(assignment, minlength=len(centre)).to(points.dtype)
-        filled = counts > 0  # an emptied cluster keeps its centre
-        centre[filled] = sums[filled] / counts[filled, None]
-        updated = torch.cdist(points, centre).argmin(dim=1)
-        if torch.equal(updated, assignment):
-            break
-        assignment = updated
-    return assignment
+KMEANS_ITERATIONS = 20
 
 
 def form_segments(embeddings: torch.Tensor, superpixels: np.ndarray, clusters: int, seed: int = 0) -> np.ndarray:
     """Segment ids ``[H, W]`` (0..S-1): k-means of the ``[D, h, w]`` embeddings, split by ``[H, W]`` superpixels."""
     dim, h, w = embeddings.shape
     points = F.normalize(embeddings.float().reshape(dim, -1).T, dim=1)
-    cluster_of_cell = _kmeans(points, clusters, seed=seed).cpu().numpy()
+    # The training's spherical k-means (k-means++ seeds from a seeded generator): deterministic for a seed.
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    cluster_of_cell = spherical_kmeans(points, clusters, KMEANS_ITERATIONS, generator).cpu().numpy()
     cluster = cluster_of_cell[nearest_cells((h, w), superpixels.shape)]
     superpixel_ids = np.unique(superpixels, return_inverse=True)[1].reshape(superpixels.shape)
     pair = cluster.astype(np.int64) * (int(superpixel_ids.max()) + 1) + superpixel_ids

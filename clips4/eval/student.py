@@ -101,7 +101,14 @@ class StudentSegmenter:
         self.read = dict(protocol=protocol, dataset_name=dataset_name, window=window, stride=stride)
 
     @torch.no_grad()
+    def pixel_embeddings(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+        """Unit pixel embeddings ``[B, h, w, D]`` of uint8 images (one ``[H, W, 3]`` or several of one size)."""
+        batch = normalize_images(to_rgb_batch(images).to(self.device), self.student.mean, self.student.std)
+        return F.normalize(student_embeddings(self.student, batch, **self.read), dim=-1)
+
+    def label(self, embeddings: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+        """Class indices ``[B, H, W]`` of :meth:`pixel_embeddings`' output, by the nearest class text."""
+        return segment_with_text(embeddings, self.class_text, size).cpu().numpy()
+
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        batch = normalize_images(to_rgb_batch(image).to(self.device), self.student.mean, self.student.std)
-        embeddings = student_embeddings(self.student, batch, **self.read)
-        return segment_with_text(embeddings, self.class_text, image.shape[:2])[0].cpu().numpy()
+        return self.label(self.pixel_embeddings(image), image.shape[:2])[0]

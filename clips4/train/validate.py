@@ -47,6 +47,17 @@ def segment_means(embeddings: torch.Tensor, superpixels: torch.Tensor, num_regio
     return F.normalize(sums, dim=1)
 
 
+def superpixel_cosines(
+    student_pixels: torch.Tensor, superpixels: np.ndarray, clip_dense: np.ndarray, feature_stride: int
+) -> torch.Tensor:
+    """avgsim's terms for one image: the cosine ``[n]`` of the student's and CLIP's embedding of each non-empty
+    superpixel. ``student_pixels`` are unit ``[D, H, W]`` at the image size (CPU), ``superpixels`` ``[H, W]`` ids
+    and ``clip_dense`` the cached ``[h, w, D]`` CLIP features at ``feature_stride``."""
+    teacher, area = segment_embeddings(superpixels, clip_dense, feature_stride)
+    student = segment_means(student_pixels, torch.from_numpy(superpixels.astype(np.int64)), len(area))
+    return (student * torch.from_numpy(teacher)).sum(dim=1)[torch.from_numpy(area > 0)]
+
+
 @torch.no_grad()
 def score_student(
     encoder: DenseEncoder,
@@ -81,11 +92,9 @@ def score_student(
             if truth is not None:
                 confusion[:] += confusion_matrix(truth, labels[k].numpy(), num_classes)
             row = first + index
-            regions = superpixels.image(row)
-            teacher, area = segment_embeddings(regions.labels, dense.image(row), dense.feature_stride)
-            student = segment_means(per_pixel[k], torch.from_numpy(regions.labels.astype(np.int64)), len(area))
-            present = torch.from_numpy(area > 0)
-            cosines.append((student * torch.from_numpy(teacher)).sum(dim=1)[present])
+            cosines.append(
+                superpixel_cosines(per_pixel[k], superpixels.image(row).labels, dense.image(row), dense.feature_stride)
+            )
         pending.clear()
 
     for index in range(count):
