@@ -400,6 +400,7 @@ def evaluate(
     """Every metric of the paper for every available method on the val split (GPU when present): language-driven
     mIoU and pixel accuracy, class-free mIoU (with fold), kNN and linear probes, DAVIS J/F of the propagated video
     masks (written to reports/davis/), avgsim for students; into metrics.json and per_class_iou.json."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as for train: spinning idle threads cost a shared machine
     from clips4.clip.dense import DENSE_MODES
     from clips4.stages.evaluate import run_evaluate
 

@@ -98,7 +98,7 @@ class KnnProbeParams:
 class LinearProbeParams:
     """The linear probe of ``clips4 evaluate`` (Table 4): a per-pixel linear classifier on frozen embeddings."""
 
-    train_images: int = _int(1000, 0)  # first images of the train split it is fitted on (0: no linear probe)
+    train_images: int = _int(500, 0)  # first images of the train split it is fitted on (0: no linear probe)
     pixels_per_image: int = _int(64, 1)  # labelled pixels sampled per train image
     steps: int = _int(100, 1)  # L-BFGS iterations
     weight_decay: float = _float(1e-4, 0.0)

@@ -29,17 +29,44 @@ from clips4.train.kmeans import spherical_kmeans
 KMEANS_ITERATIONS = 20
 
 
-def form_segments(embeddings: torch.Tensor, superpixels: np.ndarray, clusters: int, seed: int = 0) -> np.ndarray:
-    """Segment ids ``[H, W]`` (0..S-1): k-means of the ``[D, h, w]`` embeddings, split by ``[H, W]`` superpixels."""
-    dim, h, w = embeddings.shape
-    points = F.normalize(embeddings.float().reshape(dim, -1).T, dim=1)
-    # The training's spherical k-means (k-means++ seeds from a seeded generator): deterministic for a seed.
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    cluster_of_cell = spherical_kmeans(points, clusters, KMEANS_ITERATIONS, generator).cpu().numpy()
-    cluster = cluster_of_cell[nearest_cells((h, w), superpixels.shape)]
+def split_clusters(cluster_of_cell: np.ndarray, grid: tuple[int, int], superpixels: np.ndarray) -> np.ndarray:
+    """Segment ids ``[H, W]`` (0..S-1): the grid cells' clusters ``[h*w]`` read under each pixel, split by the
+    ``[H, W]`` superpixels (one segment per cluster x superpixel pair present)."""
+    cluster = cluster_of_cell[nearest_cells(grid, superpixels.shape)]
     superpixel_ids = np.unique(superpixels, return_inverse=True)[1].reshape(superpixels.shape)
     pair = cluster.astype(np.int64) * (int(superpixel_ids.max()) + 1) + superpixel_ids
     return np.unique(pair, return_inverse=True)[1].reshape(pair.shape)
+
+
+def _cluster(embeddings: torch.Tensor, clusters: int, generator: torch.Generator) -> np.ndarray:
+    """Cluster ids ``[B, h*w]`` of ``[B, D, h, w]`` embeddings, each image clustered on its own."""
+    points = F.normalize(embeddings.float().flatten(2).transpose(1, 2), dim=-1)
+    # The training's spherical k-means (k-means++ seeds from a seeded generator): deterministic for a seed.
+    return spherical_kmeans(points, clusters, KMEANS_ITERATIONS, generator).cpu().numpy()
+
+
+def form_segments(embeddings: torch.Tensor, superpixels: np.ndarray, clusters: int, seed: int = 0) -> np.ndarray:
+    """Segment ids ``[H, W]`` (0..S-1): k-means of the ``[D, h, w]`` embeddings, split by ``[H, W]`` superpixels."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return split_clusters(_cluster(embeddings[None], clusters, generator)[0], embeddings.shape[1:], superpixels)
+
+
+def segments_of(items: list[DenseItem], clusters: int, seed: int = 0, batch_size: int = 64) -> list[np.ndarray]:
+    """:func:`form_segments` of every item, the k-means batched over consecutive images of one grid size (one
+    batched k-means costs about what one image's does: the images are small)."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    segments: list[np.ndarray] = []
+    start = 0
+    while start < len(items):
+        shape = items[start].embeddings.shape
+        stop = start + 1
+        while stop < len(items) and stop - start < batch_size and items[stop].embeddings.shape == shape:
+            stop += 1
+        batch = torch.stack([item.embeddings for item in items[start:stop]])
+        for item, cluster_of_cell in zip(items[start:stop], _cluster(batch, clusters, generator), strict=True):
+            segments.append(split_clusters(cluster_of_cell, tuple(shape[1:]), item.superpixels))
+        start = stop
+    return segments
 
 
 def segment_embeddings(embeddings: torch.Tensor, segments: np.ndarray) -> torch.Tensor:
@@ -107,29 +134,34 @@ def evaluate_knn(
     seed: int = 0,
 ) -> KnnResult:
     """Label val segments by their ``k`` nearest train segments and score the painted pixels over the val set."""
+    train, val = list(train), list(val)
+    for items in (train, val):
+        for index, item in enumerate(items):
+            check_item(item, index, needs_superpixels=True)
     bank, bank_labels = [], []
-    for index, item in enumerate(train):
-        check_item(item, index, needs_superpixels=True)
-        segments = form_segments(item.embeddings, item.superpixels, clusters, seed)
+    for item, segments in zip(train, segments_of(train, clusters, seed), strict=True):
         labels = majority_labels(segments, item.label, num_classes)
         keep = labels != IGNORE_INDEX
         bank.append(segment_embeddings(item.embeddings, segments).cpu().numpy()[keep])
         bank_labels.append(labels[keep])
     bank_array = np.concatenate(bank) if bank else np.zeros((0, 1), np.float32)
     bank_label_array = np.concatenate(bank_labels) if bank_labels else np.zeros(0, np.int64)
+    val_segments = segments_of(val, clusters, seed)
+    queries = [
+        segment_embeddings(item.embeddings, segments).cpu().numpy()
+        for item, segments in zip(val, val_segments, strict=True)
+    ]
+    # One search for all val segments: FAISS builds its index once.
+    votes = knn_vote(bank_array, bank_label_array, np.concatenate(queries), k) if queries else np.zeros(0, np.int64)
     confusion = np.zeros((num_classes, num_classes), np.int64)
-    val_segments = 0
-    for index, item in enumerate(val):
-        check_item(item, index, needs_superpixels=True)
-        segments = form_segments(item.embeddings, item.superpixels, clusters, seed)
-        queries = segment_embeddings(item.embeddings, segments).cpu().numpy()
-        predicted = knn_vote(bank_array, bank_label_array, queries, k)[segments]
-        confusion += confusion_matrix(item.label, predicted, num_classes)
-        val_segments += len(queries)
+    offset = 0
+    for item, segments, rows in zip(val, val_segments, queries, strict=True):
+        confusion += confusion_matrix(item.label, votes[offset : offset + len(rows)][segments], num_classes)
+        offset += len(rows)
     return KnnResult(
         miou=mean_iou(confusion),
         per_class_iou=per_class_iou(confusion),
         confusion=confusion,
         train_segments=len(bank_array),
-        val_segments=val_segments,
+        val_segments=offset,
     )
