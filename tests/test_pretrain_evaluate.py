@@ -26,6 +26,10 @@ TINY = {
         "stride": 16,
         "pretrain": {"epochs": 2, "batch_size": 16, "warmup_steps": 1},
     },
+    # Language-driven scores only: this project has no caches (probes) and no videos (tests/test_evaluate_stage.py
+    # covers the other metrics).
+    "eval": {"knn": {"train_images": 0}, "linear": {"train_images": 0}},
+    "video": {"name": "none"},
 }
 
 
