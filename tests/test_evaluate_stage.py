@@ -90,6 +90,7 @@ def test_metrics_blocks_without_fold(params, project):
     # Without the maskclip_plus checkpoint, that method gets no block (and no stale video folder is scored).
     run_evaluate(params, project / "reports")
     assert list(json.loads((project / "reports" / "metrics.json").read_text())) == ["maskclip", "clips4"]
+    assert sorted(p.name for p in (project / "reports" / "davis").iterdir()) == ["clips4", "maskclip"]
 
 
 def test_metrics_blocks_with_fold_and_switched_off_parts(params, project, tmp_path):
@@ -106,7 +107,7 @@ def test_metrics_blocks_with_fold_and_switched_off_parts(params, project, tmp_pa
     result = run_evaluate(folded, tmp_path / "maskclip", methods={"maskclip": build_maskclip})
     written = json.loads((tmp_path / "maskclip" / "metrics.json").read_text())
     assert set(written["maskclip"]) == {"miou", "pacc"} | CLASS_FREE and _numbers_only(written)
-    assert result.davis_dir is None and not (tmp_path / "maskclip" / "davis").exists()
+    assert result.davis_dir is None and not list((tmp_path / "maskclip" / "davis").iterdir())  # a DVC out, empty
 
     # A student whose checkpoint records the fold gets the class-free keys and avgsim.
     models = tmp_path / "models"
@@ -142,3 +143,9 @@ def test_video_params_are_validated_naming_the_key(project, tmp_path):
         path.write_text(json.dumps(raw))
         with pytest.raises(ParamsError, match=re.escape(f"params.yaml: {key}: ")):
             load_params(path)
+
+
+def test_missing_videos_name_the_key_and_the_way_out(params, tmp_path):
+    moved = dataclasses.replace(params, video=dataclasses.replace(params.video, root=str(tmp_path / "nowhere")))
+    with pytest.raises(Clips4Error, match=r"^video\.root: .*nowhere.*set video\.name: none$"):
+        run_evaluate(moved, tmp_path / "reports")

@@ -97,7 +97,9 @@ def test_evaluate_on_voc_uses_prompt_names(tmp_path, monkeypatch):
             {
                 "dataset": {"name": "voc", "root": "voc"},  # relative to the params file
                 "clip": {"model": "clips4-test-vit", "pretrained": str(weights), "window": 32, "stride": 16},
-                "eval": {"protocol": "whole"},
+                # language-driven scores only: no caches for the probes, no videos
+                "eval": {"protocol": "whole", "knn": {"train_images": 0}, "linear": {"train_images": 0}},
+                "video": {"name": "none"},
             }
         )
     )

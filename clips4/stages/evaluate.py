@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -272,8 +273,15 @@ def _video_set(params: Params):
     if params.video.name == "none":
         return None
     from clips4.data.davis import open_davis
+    from clips4.errors import DatasetError
 
-    return open_davis(params.video.root, params.video.split)
+    try:
+        return open_davis(params.video.root, params.video.split)
+    except DatasetError as err:
+        raise DatasetError(
+            f"video.root: {err}; point video.root at the videos (DAVIS 2017 layout) or set video.name: none",
+            params.video.root,
+        ) from None
 
 
 def run_evaluate(
@@ -319,6 +327,11 @@ def run_evaluate(
     students = any(isinstance(s, StudentSegmenter) for s in segmenters.values())
     data = probe_data(params, context, Path(cache_dir), knn.train_images, students)
     davis_dir = None if reports_dir is None else reports_dir / "davis"
+    if davis_dir is not None:
+        # This run's methods only (a method absent now leaves no masks of an earlier run); the folder exists even
+        # without videos, since dvc.yaml declares it as an output.
+        shutil.rmtree(davis_dir, ignore_errors=True)
+        davis_dir.mkdir(parents=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="clips4-davis-") as scratch:
         for method, segmenter in segmenters.items():
