@@ -1,8 +1,8 @@
 """Pictures of a segmentation: the label PNG's palette and a colour overlay with a legend.
 
 Class ``i`` is drawn in the Pascal VOC colour of label ``i + 1`` (VOC's 0 is black, kept for unlabelled pixels;
-VOC's greys are skipped), so the first classes get VOC's familiar colours. In the overlay, unlabelled pixels (below ``--threshold``) keep the
-image in grey, with no colour over them.
+VOC's greys are skipped), so the first classes get VOC's familiar colours. In the overlay, unlabelled pixels
+(below ``--threshold``) keep the image in grey, with no colour over them.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from clips4.clip.loading import LoadedClip, load_clip
+from clips4.errors import Clips4Error
 from clips4.eval.student import check_teacher
 from clips4.train.checkpoint import CheckpointError
 
@@ -62,7 +63,14 @@ def load_teacher_clip(
                 "file with --clip FILE (Python: clip=...), or restore it (`dvc pull` / `dvc repro clip_pretrain`)"
             )
         loaded = load_clip(model_name, str(found), device=device)
-    check_teacher(checkpoint, loaded, path)
+    try:
+        check_teacher(checkpoint, loaded, path)
+    except Clips4Error:  # reworded: at inference no params choose the CLIP
+        raise CheckpointError(
+            f"{path}: trained against CLIP {model_name} ({reference.get('weights_sha256')}), but {loaded.source} is "
+            f"{loaded.model_name} ({loaded.sha256}); its pixels live in the first one's space: point --clip at those "
+            "weights (Python: clip=...), or retrain with `clips4 train`"
+        ) from None
     if checkpoint.get("embed_dim") != loaded.embed_dim:
         raise CheckpointError(
             f"{path}: the student embeds into {checkpoint.get('embed_dim')} dimensions but CLIP {model_name} into "

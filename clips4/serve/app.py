@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -129,7 +129,9 @@ def create_app(demo: Demo) -> Any:
 
     @app.post("/api/segment")
     def segment(
-        image: UploadFile = File(...), classes: str = Form(""), threshold: str | None = Form(None)
+        image: Annotated[UploadFile, File()],
+        classes: Annotated[str, Form()] = "",
+        threshold: Annotated[str | None, Form()] = None,
     ) -> JSONResponse:
         # Read one byte past the limit: enough to refuse an oversized upload without holding all of it.
         data = image.file.read(demo.max_upload_bytes + 1)
