@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+from fastapi import FastAPI, File, Form, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image, UnidentifiedImageError
 
 from clips4.errors import Clips4Error
@@ -115,11 +117,8 @@ class Demo:
         return {"results": results, "size": [int(image.shape[1]), int(image.shape[0])]}
 
 
-def create_app(demo: Demo) -> Any:
+def create_app(demo: Demo) -> FastAPI:
     """The FastAPI application of ``demo``."""
-    from fastapi import FastAPI, File, Form, UploadFile
-    from fastapi.responses import HTMLResponse, JSONResponse
-
     app = FastAPI(title="clips4", docs_url=None, redoc_url=None)
     page = files("clips4.serve").joinpath("page.html").read_text(encoding="utf-8")
 
