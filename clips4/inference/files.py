@@ -131,7 +131,9 @@ def run_segment(
     run = SegmentRun(failed=list(missing))
     out.mkdir(parents=True, exist_ok=True)
     run.written.append(write_classes(out, classes))
-    bar = tqdm(total=len(items), desc=f"segment ({segmenter.method})", unit="img", disable=not progress)
+    bar = tqdm(
+        total=len(items), desc=f"segment ({segmenter.method})", unit="img", disable=not progress, mininterval=1.0
+    )
     with bar:
         for batch in _batches(items, max(1, batch_size), run):
             results = segmenter.segment_batch([image for _, image in batch], classes, threshold, scores=save_scores)
