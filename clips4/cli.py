@@ -459,6 +459,13 @@ def segment(
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Images of one size per forward pass. Default: 8 on a GPU, 1 on CPU.")
     ] = None,
+    text_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the class text embeddings in this folder for later runs (minutes each on a CPU).",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Segment images with any class names: per image a label PNG, an overlay with a legend, and the scores."""
     from clips4.inference.files import run_segment
@@ -473,7 +480,7 @@ def segment(
         names = parse_classes(lines, where=str(classes_file))
     else:
         names = parse_classes(classes or "")
-    segmenter = Segmenter.from_checkpoint(checkpoint, teacher=teacher, clip=clip)
+    segmenter = Segmenter.from_checkpoint(checkpoint, teacher=teacher, clip=clip, text_cache=text_cache)
     typer.echo(segmenter.describe(), err=True)
     size = batch_size or (8 if segmenter.device.type == "cuda" else 1)
     run = run_segment(segmenter, images, names, out, threshold=threshold, save_scores=save_scores, batch_size=size)

@@ -254,3 +254,14 @@ def test_import_clips4_stays_light_and_exports_segmenter():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Segmenter"
+
+
+def test_text_cache_keeps_class_embeddings_for_later_runs(in_project, tmp_path):
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "x.png")
+    cache = tmp_path / "text"
+    args = ["segment", str(tmp_path / "x.png"), "--classes", "moon,river,tower", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*args, "--text-cache", str(cache)])
+    assert result.exit_code == 0, result.output
+    (saved,) = cache.glob("text_*.pt")
+    segmenter = Segmenter.from_checkpoint("models/clips4.pt", device="cpu", text_cache=cache)
+    torch.testing.assert_close(torch.load(saved), segmenter.class_embeddings(["moon", "river", "tower"]))

@@ -144,6 +144,7 @@ class Segmenter:
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         checkpoint: str | Path | None = None,
+        text_cache: str | Path | None = None,
     ) -> None:
         if method not in METHODS:
             raise Clips4Error(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -154,6 +155,7 @@ class Segmenter:
         self.mean = tuple(mean if mean is not None else (model.mean if method == "clips4" else clip.mean))
         self.std = tuple(std if std is not None else (model.std if method == "clips4" else clip.std))
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.text_cache = text_cache
         self.device = next(model.parameters()).device
 
     @classmethod
@@ -164,10 +166,13 @@ class Segmenter:
         device: str | torch.device | None = None,
         teacher: bool = False,
         clip: str | None = None,
+        text_cache: str | Path | None = None,
     ) -> Segmenter:
         """The student of a ``clips4 train`` checkpoint, ready to segment (or, with ``teacher=True``, the MaskCLIP
         baseline of the CLIP it was trained against). The CLIP comes from the checkpoint's recorded reference,
         checked by sha256 (``clip``: another place to read the same weights from: a file or an open_clip tag).
+        ``text_cache``: a folder where class text embeddings are kept between processes (they take minutes for
+        real CLIP on a CPU; only for CLIP weights read from a file, whose sha256 keys them).
 
         Raises:
             clips4.train.checkpoint.CheckpointError: the file is missing, corrupt, of another format version, or
@@ -180,13 +185,22 @@ class Segmenter:
         student, checkpoint = load_student(path, device)
         loaded = load_teacher_clip(checkpoint, path, device, clip)
         settings = ReadSettings.from_params(checkpoint.get("params", {}))
-        segmenter = cls(student, loaded, settings, mean=checkpoint.get("mean"), std=checkpoint.get("std"))
+        segmenter = cls(
+            student, loaded, settings, mean=checkpoint.get("mean"), std=checkpoint.get("std"), text_cache=text_cache
+        )
         segmenter.checkpoint = Path(path)
         return segmenter.teacher() if teacher else segmenter
 
     def teacher(self) -> Segmenter:
         """The MaskCLIP baseline read with the same settings and the same (shared, not copied) CLIP."""
-        return Segmenter(self.clip.model, self.clip, self.settings, method="maskclip", checkpoint=self.checkpoint)
+        return Segmenter(
+            self.clip.model,
+            self.clip,
+            self.settings,
+            method="maskclip",
+            checkpoint=self.checkpoint,
+            text_cache=self.text_cache,
+        )
 
     def describe(self) -> str:
         """One line with every inference setting, so that none is hidden."""
@@ -213,7 +227,7 @@ class Segmenter:
 
     def class_embeddings(self, classes: Sequence[str]) -> torch.Tensor:
         """Prompt-ensembled text embeddings ``[C, D]`` of class names (cached per CLIP and class list)."""
-        return text_embeddings(self.clip, list(classes)).to(self.device)
+        return text_embeddings(self.clip, list(classes), cache_dir=self.text_cache).to(self.device)
 
     def segment(
         self,
