@@ -173,6 +173,10 @@ def test_unreadable_files_are_named_and_skipped_the_others_written(in_project, t
     assert _read_labels(out / "sub/b.labels.png").shape == (64, 20)
     assert not list(out.rglob("broken*")) and (out / "classes.txt").read_text().count("\n") == 3
 
+    (tmp_path / "empty").mkdir()
+    nothing = CliRunner().invoke(app, ["segment", str(tmp_path / "empty"), "--classes", "grass", "--out", str(out)])
+    assert nothing.exit_code == 1 and "empty: no image files found" in nothing.output
+
 
 def test_classes_are_parsed_and_checked(in_project, tmp_path):
     assert parse_classes(" cat, dog ,,moon ") == ("cat", "dog", "moon")
@@ -250,10 +254,14 @@ def test_a_student_of_another_embedding_size_is_refused(project, tmp_path):
 
 
 def test_import_clips4_stays_light_and_exports_segmenter():
-    code = "import sys, clips4; assert 'torch' not in sys.modules; print(clips4.Segmenter.__name__)"
+    code = "import sys, clips4; assert 'torch' not in sys.modules and 'Segmenter' in clips4.__all__"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "Segmenter"
+    import clips4
+    import clips4.inference.segmenter
+
+    assert clips4.Segmenter is clips4.inference.segmenter.Segmenter
+    assert clips4.SegmentResult is clips4.inference.segmenter.SegmentResult
 
 
 def test_text_cache_keeps_class_embeddings_for_later_runs(in_project, tmp_path):

@@ -128,6 +128,9 @@ def run_segment(
 ) -> SegmentRun:
     """Segment every image of ``inputs`` (files and folders) into ``out``; see the module docstring."""
     items, missing = collect_images(inputs)
+    if not items and not missing:
+        endings = " ".join(sorted(IMAGE_SUFFIXES))
+        raise Clips4Error(f"{', '.join(map(str, inputs))}: no image files found (endings {endings}); check the paths")
     run = SegmentRun(failed=list(missing))
     out.mkdir(parents=True, exist_ok=True)
     run.written.append(write_classes(out, classes))
