@@ -430,5 +430,92 @@ def evaluate(
         typer.echo(f"wrote {result.metrics_path} and {result.per_class_path}{davis}")
 
 
+# --- inference: segment, serve ---
+
+CheckpointOption = Annotated[
+    Path, typer.Option("--checkpoint", help="Student checkpoint written by `clips4 train`.", dir_okay=False)
+]
+ClipOption = Annotated[
+    str | None,
+    typer.Option(
+        "--clip",
+        help="Where to read the checkpoint's CLIP from (a weights file or open_clip tag). Default: the reference "
+        "recorded in the checkpoint (checked by sha256).",
+    ),
+]
+
+
+@app.command()
+@user_errors
+def segment(
+    images: Annotated[list[Path], typer.Argument(help="Image files and folders (searched recursively).")],
+    classes: Annotated[str | None, typer.Option(help='Class names, comma-separated: "cat,dog,sky".')] = None,
+    classes_file: Annotated[
+        Path | None, typer.Option(help="Class names, one per line (instead of --classes).", dir_okay=False)
+    ] = None,
+    checkpoint: CheckpointOption = Path("models/clips4.pt"),
+    out: Annotated[Path, typer.Option(help="Folder of the outputs.", file_okay=False)] = Path("segmentation"),
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Leave pixels whose best cosine similarity is below this unlabelled (255, grey)."),
+    ] = None,
+    save_scores: Annotated[
+        bool, typer.Option("--save-scores", help="Also write <name>.scores.npz: [C, H, W] cosines.")
+    ] = False,
+    teacher: Annotated[
+        bool, typer.Option("--teacher", help="Run the MaskCLIP baseline of the checkpoint's CLIP instead.")
+    ] = False,
+    clip: ClipOption = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Images of one size per forward pass. Default: 8 on a GPU, 1 on CPU.")
+    ] = None,
+    text_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the class text embeddings in this folder for later runs (minutes each on a CPU).",
+            file_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Segment images with any class names: per image a label PNG, an overlay with a legend, and the scores."""
+    from clips4.inference.files import run_segment
+    from clips4.inference.segmenter import Segmenter, parse_classes
+
+    if (classes is None) == (classes_file is None):
+        raise fail("give the class names with exactly one of --classes or --classes-file", code=2)
+    if classes_file is not None:
+        if not classes_file.is_file():
+            raise fail(f"{classes_file}: classes file not found", code=2)
+        lines = [line.split("#")[0] for line in classes_file.read_text(encoding="utf-8").splitlines()]
+        names = parse_classes(lines, where=str(classes_file))
+    else:
+        names = parse_classes(classes or "")
+    segmenter = Segmenter.from_checkpoint(checkpoint, teacher=teacher, clip=clip, text_cache=text_cache)
+    typer.echo(segmenter.describe(), err=True)
+    size = batch_size or (8 if segmenter.device.type == "cuda" else 1)
+    run = run_segment(segmenter, images, names, out, threshold=threshold, save_scores=save_scores, batch_size=size)
+    for problem in run.failed:
+        typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
+    images_done = sum(path.name.endswith(".labels.png") for path in run.written)
+    typer.echo(f"segment: {images_done} images into {out} ({len(names)} classes)")
+    if run.failed:
+        raise fail(f"{len(run.failed)} input(s) skipped (listed above); the other images were written")
+
+
+@app.command()
+@user_errors
+def serve(
+    checkpoint: CheckpointOption = Path("models/clips4.pt"),
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 7860,
+    host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
+    clip: ClipOption = None,
+    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted.")] = 20.0,
+) -> None:
+    """A local web page: upload an image, type class names, see CLIP-S4 and MaskCLIP side by side."""
+    from clips4.serve.app import serve_forever
+
+    serve_forever(checkpoint, host=host, port=port, clip=clip, max_upload_bytes=int(max_upload_mb * 2**20))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

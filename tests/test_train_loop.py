@@ -162,6 +162,11 @@ def test_train_command_writes_model_metrics_and_curves(project, monkeypatch):
     assert checkpoint["clip"]["model_name"] == "clips4-test-vit" and len(checkpoint["clip"]["weights_sha256"]) == 64
     assert checkpoint["embed_dim"] == student.embed_dim == 32 and checkpoint["clips4_version"]
     torch.load("models/clips4.pt", weights_only=True)  # plain tensors and values only
+    from clips4.inference import Segmenter  # inference finds the CLIP from the reference the checkpoint records
+
+    assert (
+        Segmenter.from_checkpoint("models/clips4.pt", device="cpu").clip.sha256 == checkpoint["clip"]["weights_sha256"]
+    )
     curves = Path("reports/train/plots/metrics/train")
     assert (curves / "loss.tsv").is_file() and (curves / "embedding.tsv").is_file()
     # A second run finds the finished checkpoint of the same configuration: nothing to train.

@@ -52,12 +52,17 @@ def language_classes(dataset_name: str, class_names: Sequence[str]) -> LanguageC
     return LanguageClasses(label_ids, names, tuple(prompt_names(dataset_name, names)))
 
 
-def segment_with_text(dense_features: torch.Tensor, class_text: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Class ids ``[B, H, W]`` from dense features ``[B, h, w, D]`` and class embeddings ``[C, D]``.
+def text_scores(dense_features: torch.Tensor, class_text: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Cosine scores ``[B, C, H, W]`` of dense features ``[B, h, w, D]`` against class embeddings ``[C, D]``.
 
-    The cosine scores are computed on the feature grid and upsampled bilinearly to ``size`` before the
-    argmax, as MaskCLIP does (upsampling scores keeps boundaries smoother than upsampling labels).
+    The scores are computed on the feature grid and upsampled bilinearly to ``size``, as MaskCLIP does
+    (upsampling scores keeps boundaries smoother than upsampling labels).
     """
     scores = torch.einsum("bhwd,cd->bchw", dense_features, class_text.to(dense_features.dtype))
-    scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
-    return scores.argmax(dim=1)
+    return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+
+
+def segment_with_text(dense_features: torch.Tensor, class_text: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Class ids ``[B, H, W]`` from dense features ``[B, h, w, D]`` and class embeddings ``[C, D]``: the argmax
+    of :func:`text_scores`."""
+    return text_scores(dense_features, class_text, size).argmax(dim=1)

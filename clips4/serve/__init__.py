@@ -1,0 +1,1 @@
+"""``clips4 serve``: the local web page (FastAPI) comparing CLIP-S4 and MaskCLIP on an uploaded image."""
