@@ -420,5 +420,37 @@ def evaluate(
         typer.echo(f"wrote {result.metrics_path} and {result.per_class_path}")
 
 
+# --- report ---
+
+
+@app.command()
+@user_errors
+def report(
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    reports_dir: Annotated[
+        Path,
+        typer.Option(
+            "--reports-dir",
+            help="Folder holding metrics.json, per_class_iou.json and davis/ (from evaluate); report.md and "
+            "figures/report/ are written there.",
+            file_okay=False,
+        ),
+    ] = Path("reports"),
+    video_root: Annotated[
+        Path, typer.Option(help="Videos (DAVIS 2017 layout) whose propagated masks are in <reports-dir>/davis.")
+    ] = Path("data/synth_video"),
+) -> None:
+    """Write reports/report.md: every method side by side on every metric, per-class IoU, and the paper's figures
+    (PCA-RGB pixel embeddings, segment map, retrieval, masks, propagated video masks) in reports/figures/report/."""
+    from clips4.stages.report import run_report
+
+    result = run_report(read_params(params), reports_dir=reports_dir, cache_dir=cache_dir, video_root=video_root)
+    skipped = f"; not drawn: {', '.join(result.not_drawn)}" if result.not_drawn else ""
+    typer.echo(
+        f"wrote {result.report} with {len(result.figures)} figures (methods: {', '.join(result.methods)}){skipped}"
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
