@@ -28,13 +28,14 @@ OBJECT_COLOURS = np.array(
 )
 
 
-def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.65) -> np.ndarray:
-    """``frame`` with each object id (> 0) tinted in its colour (:data:`OBJECT_COLOURS`, cycled)."""
+def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.8) -> np.ndarray:
+    """``frame`` faded to grey, with each object id (> 0) painted in its colour (:data:`OBJECT_COLOURS`, cycled):
+    on the faded frame the masks stand out whatever the objects' own colours."""
     rgb = frame.astype(np.float64) / 255.0
+    faded = 0.35 + 0.4 * rgb.mean(axis=-1, keepdims=True)
     ids = np.asarray(mask, np.int64)
     colours = OBJECT_COLOURS[(ids - 1) % len(OBJECT_COLOURS)]
-    objects = (ids > 0)[..., None]
-    return np.where(objects, (1 - alpha) * rgb + alpha * colours, rgb)
+    return np.where((ids > 0)[..., None], (1 - alpha) * rgb + alpha * colours, faded)
 
 
 def plot_propagation(videos: Sequence[VideoPanel], path: str | Path) -> Path:
