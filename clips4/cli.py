@@ -443,6 +443,8 @@ def report(
 ) -> None:
     """Write reports/report.md: every method side by side on every metric, per-class IoU, and the paper's figures
     (PCA-RGB pixel embeddings, segment map, retrieval, masks, propagated video masks) in reports/figures/report/."""
+    # Idle OpenMP threads sleep instead of spinning between the small forward passes (as for train); before torch.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from clips4.stages.report import run_report
 
     result = run_report(read_params(params), reports_dir=reports_dir, cache_dir=cache_dir, video_root=video_root)
