@@ -517,5 +517,36 @@ def serve(
     serve_forever(checkpoint, host=host, port=port, clip=clip, max_upload_bytes=int(max_upload_mb * 2**20))
 
 
+# --- report ---
+
+
+@app.command()
+@user_errors
+def report(
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    reports_dir: Annotated[
+        Path,
+        typer.Option(
+            "--reports-dir",
+            help="Folder holding metrics.json, per_class_iou.json and davis/ (from evaluate); report.md and "
+            "figures/report/ are written there.",
+            file_okay=False,
+        ),
+    ] = Path("reports"),
+) -> None:
+    """Write reports/report.md: every method side by side on every metric, per-class IoU, and the paper's figures
+    (PCA-RGB pixel embeddings, segment map, retrieval, masks, propagated video masks) in reports/figures/report/."""
+    # Idle OpenMP threads sleep instead of spinning between the small forward passes (as for train); before torch.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from clips4.stages.report import run_report
+
+    result = run_report(read_params(params), reports_dir=reports_dir, cache_dir=cache_dir)
+    skipped = f"; not drawn: {', '.join(result.not_drawn)}" if result.not_drawn else ""
+    typer.echo(
+        f"wrote {result.report} with {len(result.figures)} figures (methods: {', '.join(result.methods)}){skipped}"
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
