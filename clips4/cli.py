@@ -314,11 +314,20 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
 def train(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
     cache_dir: CacheDirOption = "data/cache",
-    out: Annotated[Path, typer.Option(help="Student checkpoint (also the resume point).")] = Path("models/clips4.pt"),
-    metrics: Annotated[Path, typer.Option(help="Metrics JSON of the run.")] = Path("models/clips4.json"),
-    live_dir: Annotated[Path, typer.Option(help="dvclive folder of the loss curves.")] = Path("reports/train"),
+    out: Annotated[
+        Path | None, typer.Option(help="Student checkpoint (also the resume point) [models/clips4.pt].")
+    ] = None,
+    metrics: Annotated[Path | None, typer.Option(help="Metrics JSON of the run [models/clips4.json].")] = None,
+    live_dir: Annotated[Path | None, typer.Option(help="dvclive folder of the loss curves [reports/train].")] = None,
     stop_after: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many iterations (a rerun resumes).", hidden=True)
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Train a baseline instead: maskclip-plus (per-pixel MaskCLIP pseudo-labels over the named classes; "
+            "default outputs models/maskclip_plus.{pt,json}, reports/train_maskclip_plus)."
+        ),
     ] = None,
 ) -> None:
     """Train the CLIP-S4 student on the caches (resuming from --out), then score it on val into --metrics.
@@ -332,7 +341,23 @@ def train(
         name: store_path(cache_dir, store)
         for name, store in (("dense", "clip_dense"), ("superpixels", "superpixels"), ("prototypes", "prototypes"))
     }
-    result = run_train(read_params(params), **paths, out=out, metrics=metrics, live_dir=live_dir, stop_after=stop_after)
+    from clips4.stages.train import BASELINES, LIVE_DIR, METRICS_PATH, MODEL_PATH
+
+    if baseline is not None and baseline not in BASELINES:
+        raise fail(f"--baseline: unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}", code=2)
+    defaults = BASELINES[baseline] if baseline else (MODEL_PATH, METRICS_PATH, LIVE_DIR)
+    out, metrics, live_dir = (
+        given or default for given, default in zip((out, metrics, live_dir), defaults, strict=True)
+    )
+    result = run_train(
+        read_params(params),
+        **paths,
+        out=out,
+        metrics=metrics,
+        live_dir=live_dir,
+        stop_after=stop_after,
+        baseline=baseline,
+    )
     if result.metrics:
         typer.echo(
             f"train: {result.checkpoint}: {result.iterations} iterations (from {result.start_iteration}) in "
