@@ -297,7 +297,7 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from clips4.stages.prototypes import run_prototypes
 
-    paths = [store_path(cache_dir, name) for name in ("segments", "prototypes")]
+    paths = [store_path(cache_dir, name) for name in ("segments", "prototypes", "clip_dense")]
     result = run_prototypes(read_params(params), *paths)
     held = f"; held out: {', '.join(result.held_out_classes)}" if result.held_out_classes else ""
     typer.echo(
