@@ -30,6 +30,10 @@ data_app = typer.Typer(help="Dataset tools.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 cache_app = typer.Typer(help="Inspect the Zarr caches under data/cache/.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+experiments_app = typer.Typer(
+    help="The paper's tables as DVC experiments (pipeline/experiments.yaml).", no_args_is_help=True
+)
+app.add_typer(experiments_app, name="experiments")
 
 ParamsOption = Annotated[
     Path, typer.Option("--params", help="Params file to read (validated at start).", dir_okay=False)
@@ -297,7 +301,7 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from clips4.stages.prototypes import run_prototypes
 
-    paths = [store_path(cache_dir, name) for name in ("segments", "prototypes")]
+    paths = [store_path(cache_dir, name) for name in ("segments", "prototypes", "clip_dense")]
     result = run_prototypes(read_params(params), *paths)
     held = f"; held out: {', '.join(result.held_out_classes)}" if result.held_out_classes else ""
     typer.echo(
@@ -314,11 +318,20 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
 def train(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
     cache_dir: CacheDirOption = "data/cache",
-    out: Annotated[Path, typer.Option(help="Student checkpoint (also the resume point).")] = Path("models/clips4.pt"),
-    metrics: Annotated[Path, typer.Option(help="Metrics JSON of the run.")] = Path("models/clips4.json"),
-    live_dir: Annotated[Path, typer.Option(help="dvclive folder of the loss curves.")] = Path("reports/train"),
+    out: Annotated[
+        Path | None, typer.Option(help="Student checkpoint (also the resume point) [models/clips4.pt].")
+    ] = None,
+    metrics: Annotated[Path | None, typer.Option(help="Metrics JSON of the run [models/clips4.json].")] = None,
+    live_dir: Annotated[Path | None, typer.Option(help="dvclive folder of the loss curves [reports/train].")] = None,
     stop_after: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many iterations (a rerun resumes).", hidden=True)
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Train a baseline instead: maskclip-plus (per-pixel MaskCLIP pseudo-labels over the named classes; "
+            "default outputs models/maskclip_plus.{pt,json}, reports/train_maskclip_plus)."
+        ),
     ] = None,
 ) -> None:
     """Train the CLIP-S4 student on the caches (resuming from --out), then score it on val into --metrics.
@@ -332,7 +345,23 @@ def train(
         name: store_path(cache_dir, store)
         for name, store in (("dense", "clip_dense"), ("superpixels", "superpixels"), ("prototypes", "prototypes"))
     }
-    result = run_train(read_params(params), **paths, out=out, metrics=metrics, live_dir=live_dir, stop_after=stop_after)
+    from clips4.stages.train import BASELINES, LIVE_DIR, METRICS_PATH, MODEL_PATH
+
+    if baseline is not None and baseline not in BASELINES:
+        raise fail(f"--baseline: unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}", code=2)
+    defaults = BASELINES[baseline] if baseline else (MODEL_PATH, METRICS_PATH, LIVE_DIR)
+    out, metrics, live_dir = (
+        given or default for given, default in zip((out, metrics, live_dir), defaults, strict=True)
+    )
+    result = run_train(
+        read_params(params),
+        **paths,
+        out=out,
+        metrics=metrics,
+        live_dir=live_dir,
+        stop_after=stop_after,
+        baseline=baseline,
+    )
     if result.metrics:
         typer.echo(
             f"train: {result.checkpoint}: {result.iterations} iterations (from {result.start_iteration}) in "
@@ -550,3 +579,60 @@ def report(
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# --- experiments (pipeline/experiments.yaml) ---
+
+ExperimentsFile = Annotated[Path, typer.Option("--file", help="The tables' definitions.", dir_okay=False)]
+
+
+@experiments_app.command("queue")
+@user_errors
+def experiments_queue(
+    table: Annotated[str, typer.Argument(help="A table of the file (table3, table6, ...).")],
+    file: ExperimentsFile = Path("pipeline/experiments.yaml"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the dvc commands only.")] = False,
+) -> None:
+    """Queue one `dvc exp run --queue -S ... -n NAME` per run of TABLE; then `dvc queue start`."""
+    import shlex
+
+    from clips4.experiments import load_tables, queue_table
+
+    tables = load_tables(file)
+    if table not in tables:
+        raise fail(f"{file}: no table {table!r}; tables: {', '.join(tables)}", code=2)
+    commands = queue_table(tables[table], dry_run=dry_run)
+    for argv in commands:
+        typer.echo(shlex.join(argv))
+    typer.echo(f"{'would queue' if dry_run else 'queued'} {len(commands)} runs of {table}; run them: dvc queue start")
+
+
+@experiments_app.command("collect")
+@user_errors
+def experiments_collect(
+    tables: Annotated[list[str] | None, typer.Argument(help="Tables to write (default: all).")] = None,
+    file: ExperimentsFile = Path("pipeline/experiments.yaml"),
+    show_json: Annotated[
+        Path | None, typer.Option("--show-json", help="Read this saved `dvc exp show --json` output instead of DVC.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Markdown file to write (default: print).")] = None,
+) -> None:
+    """One Markdown table per paper table from the experiments' reports/metrics.json, mean ± std over seeds."""
+    import json
+
+    from clips4.experiments import collect_markdown, exp_show, load_tables
+
+    defined = load_tables(file)
+    missing = [name for name in tables or [] if name not in defined]
+    if missing:
+        raise fail(f"{file}: no table {', '.join(missing)}; tables: {', '.join(defined)}", code=2)
+    show = json.loads(show_json.read_text()) if show_json else exp_show()
+    text = collect_markdown([defined[name] for name in tables or defined], show)
+    if out is None:
+        typer.echo(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    typer.echo(f"wrote {out}")

@@ -163,6 +163,14 @@ class CacheParams:
 
 
 @dataclass(frozen=True)
+class PrototypesParams:
+    """Where the CLIP segment embeddings behind the prototypes come from (clips4/stages/prototypes.py)."""
+
+    source: str = _choice("superpixels", "superpixels", "clip_kmeans")  # segments.zarr | k-means of CLIP's pixels
+    clusters: int = _int(32, 2)  # clip_kmeans: clusters per image
+
+
+@dataclass(frozen=True)
 class LossParams:
     """Which CLIP-S4 losses are on (the paper's Table 6 ablation) and how they are weighed.
 
@@ -224,6 +232,7 @@ class Params:
     kappa: float = _float(10.0, 0.0, open_lo=True)
     segments_per_view: int = _int(36, 2)
     fold: int | None = _int(None, 0, 3)  # type: ignore[arg-type]
+    prototypes: PrototypesParams = field(default_factory=PrototypesParams)
     losses: LossParams = field(default_factory=LossParams)
     train: TrainParams = field(default_factory=TrainParams)
 

@@ -10,9 +10,11 @@ import torch
 from clips4.model import create_student
 from clips4.train.losses import (
     ClipS4Criterion,
+    PixelPseudoLabelCriterion,
     ViewBatch,
     embedding_consistency,
     pixel_segment_contrastive,
+    pixel_text_cross_entropy,
     pseudo_labels,
     segment_means,
     semantic_consistency,
@@ -213,3 +215,39 @@ def test_criterion_is_deterministic_given_the_generator():
     second = criterion(views, generator=torch.Generator().manual_seed(5))
     for name in first.terms:
         assert torch.equal(first.terms[name], second.terms[name])
+
+
+# ---------------------------------------------------------------------------------- the MaskCLIP+-style baseline
+
+
+def test_pixel_text_cross_entropy_in_closed_form():
+    text = torch.stack([X, Y]) * 3.0  # lengths do not matter: cosines
+    # Pixel 0: CLIP says class 0, the student agrees (cos 1 vs 0); pixel 1: CLIP says class 1, the student says 0.
+    pixels, clip = torch.stack([X, 2 * X]), torch.stack([X, Y])
+    t = 0.5
+    agree = math.log(1 + math.exp(-1 / t))  # -log(e^{2} / (e^{2} + e^{0}))
+    disagree = math.log(1 + math.exp(1 / t))  # -log(e^{0} / (e^{2} + e^{0}))
+    loss = pixel_text_cross_entropy(pixels, clip, text, t)
+    assert loss.item() == pytest.approx((agree + disagree) / 2, rel=1e-5)
+
+
+def test_pixel_text_cross_entropy_trains_only_the_student():
+    pixels, clip = torch.stack([X, Y]).requires_grad_(), torch.stack([Y, Y]).requires_grad_()
+    pixel_text_cross_entropy(pixels, clip, torch.stack([X, Y]), 0.1).backward()
+    assert pixels.grad is not None and pixels.grad.abs().sum() > 0 and clip.grad is None
+
+
+def test_pixel_criterion_scores_every_pixel_of_every_view_and_has_no_segments_or_unknowns():
+    # Two views of one 1 x 2 image: view 0's pixels agree with CLIP, view 1's disagree (CLIP says Y, student X).
+    emb0 = torch.stack([X, Y], dim=1)[None, :, None, :]  # [1, D=2, h=1, w=2]
+    emb1 = torch.stack([X, X], dim=1)[None, :, None, :]
+    clip = torch.stack([X, Y], dim=1)[None, :, None, :]
+    clip1 = torch.stack([Y, Y], dim=1)[None, :, None, :]
+    superpixels = torch.zeros(1, 1, 2, dtype=torch.long)
+    views = [ViewBatch(emb0, clip, superpixels), ViewBatch(emb1, clip1, superpixels)]
+    criterion = PixelPseudoLabelCriterion(torch.stack([X, Y]), temperature=1.0)
+    out = criterion(views)
+    agree, disagree = math.log(1 + math.exp(-1)), math.log(1 + math.exp(1))
+    assert out.total.item() == pytest.approx((2 * agree + 2 * disagree) / 4, rel=1e-5)
+    assert set(out.terms) == {"pixel_semantic"} and out.segment_embeddings.shape == (0, 2) and out.segments == []
+    assert criterion.unknown.numel() == 0 and criterion.known.shape == (2, 2)

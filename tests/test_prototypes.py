@@ -329,6 +329,33 @@ def test_stage_outputs_match_the_brute_force_reference(project: Path) -> None:
     np.testing.assert_array_equal(store.known, known_prototypes(segments.embeddings, reference.indices))
 
 
+def test_clip_kmeans_source_searches_clusters_of_clip_pixels(project: Path) -> None:
+    from clips4.clip_kmeans import clip_kmeans_segments
+    from clips4.stages.prototypes import run_prototypes
+
+    base = run_prototypes(load_params("params.yaml"), "data/cache/segments.zarr", "cache/sp.zarr")
+    params = load_params("params.yaml", overrides={"prototypes.source": "clip_kmeans", "prototypes.clusters": 5})
+    result = run_prototypes(params, "data/cache/segments.zarr", "cache/km.zarr", "data/cache/clip_dense.zarr")
+    store = clips4.cache.open("cache/km.zarr")
+    assert store.attrs["source"] == "clip_kmeans" and "clip_dense" in store.attrs["inputs"]
+    dense = clips4.cache.open("data/cache/clip_dense.zarr")
+    train = dense.splits["train"]
+    clusters = clip_kmeans_segments(dense, train, 5, params.seed)
+    # 12 train images, at most 5 clusters each: other segments than the superpixels (10 per image)
+    assert result.train_segments == len(clusters.embeddings) <= 12 * 5 != base.train_segments
+    np.testing.assert_array_equal(store.group["segment_image_rows"][:], clusters.image_rows)
+    assert set(clusters.image_rows) == set(range(*train))
+    # Still one unit prototype per known class (the top_m clusters' mean) and `unknowns` unit unknown ones.
+    assert store.known.shape == (len(store.known_classes), dense.embed_dim) and store.unknown.shape[0] == 6
+    np.testing.assert_allclose(np.linalg.norm(store.known, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(store.unknown, axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(store.known, known_prototypes(clusters.embeddings, store.group["known_indices"][:]))
+    assert not np.allclose(store.known, clips4.cache.open("cache/sp.zarr").known)
+    # The superpixel default keeps the fingerprint it had before the option existed.
+    assert "clusters" not in clips4.cache.open("cache/sp.zarr").attrs
+    assert store.fingerprint != clips4.cache.open("cache/sp.zarr").fingerprint
+
+
 class _Recorder:
     """Params that record the dotted keys read from them."""
 
@@ -349,8 +376,9 @@ def test_dvc_stage_declares_what_the_stage_reads(project: Path) -> None:
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["prototypes"]
     assert stage["outs"] == [{"data/cache/prototypes.zarr": {"persist": True}}]  # DVC must not delete it first
     seen: set[str] = set()
-    params = load_params("params.yaml", overrides={"fold": 2})
-    run_prototypes(_Recorder(params, seen), "data/cache/segments.zarr", "cache/keys.zarr")  # type: ignore[arg-type]
+    for source in ("superpixels", "clip_kmeans"):  # the keys either segment source reads
+        params = load_params("params.yaml", overrides={"fold": 2, "prototypes.source": source})
+        run_prototypes(_Recorder(params, seen), "data/cache/segments.zarr", "cache/keys.zarr")  # type: ignore[arg-type]
     assert set(stage["params"]) == seen
     # tests/test_stage_deps.py checks that every clips4 module the stage loads is one of these deps.
     deps = [ROOT / dep for dep in stage["deps"] if not dep.startswith(("$", "data/", "models/"))]

@@ -181,3 +181,33 @@ def test_train_command_reports_a_corrupt_checkpoint_in_one_line(project, monkeyp
     result = CliRunner().invoke(app, ["train", "--out", str(bad), "--metrics", str(tmp_path / "m.json")])
     assert result.exit_code == 1
     assert "bad.pt: not a readable checkpoint" in result.output and "Traceback" not in result.output
+
+
+def test_maskclip_plus_baseline_trains_per_pixel_on_the_known_classes_only(project, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(project)
+    raw = yaml.safe_load(Path("params.yaml").read_text()) | {"fold": 0}
+    Path("params_fold0.yaml").write_text(yaml.safe_dump(raw))
+    held_out = json.loads(Path("data/synth/folds.json").read_text())["0"]
+    result = CliRunner().invoke(app, ["train", "--params", "params_fold0.yaml", "--baseline", "maskclip-plus"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(Path("models/maskclip_plus.json").read_text())
+    assert record["baseline"] == "maskclip-plus" and set(record["final_losses"]) == {"loss", "pixel_semantic"}
+    _, checkpoint = load_student("models/maskclip_plus.pt")
+    assert checkpoint["baseline"] == "maskclip-plus"
+    classes = checkpoint["identity"]["baseline.classes"]
+    assert classes and not set(classes) & set(held_out)  # the fold's classes are never named
+    assert not any(key.startswith("losses.") for key in checkpoint["identity"])  # CLIP-S4's losses play no part
+    assert Path("reports/train_maskclip_plus/plots/metrics/train/pixel_semantic.tsv").is_file()
+    # CLIP-S4's hyper-parameters do not touch the baseline: a changed losses.* finds it finished.
+    raw["losses"] = {"contrastive": False}
+    Path("params_fold0.yaml").write_text(yaml.safe_dump(raw))
+    again = CliRunner().invoke(app, ["train", "--params", "params_fold0.yaml", "--baseline", "maskclip-plus"])
+    assert again.exit_code == 0 and "6 iterations (from 6)" in again.output
+
+
+def test_unknown_baseline_is_a_one_line_usage_error(project, monkeypatch):
+    monkeypatch.chdir(project)
+    result = CliRunner().invoke(app, ["train", "--baseline", "maskclip"])
+    assert result.exit_code == 2 and "unknown baseline 'maskclip'" in result.output

@@ -9,6 +9,12 @@ data/cache/prototypes.zarr.
 - ``unknown``        float32 [u, D]  ``unknowns`` segment embeddings drawn at random with ``seed``
 - ``unknown_indices`` int64  [u]     their rows in segments.zarr
 
+With ``prototypes.source: clip_kmeans`` the segments searched are per-image k-means clusters of CLIP's dense
+features (clip_dense.zarr, :mod:`clips4.clip_kmeans`) instead of segments.zarr's superpixels; the indices then
+point into those clusters, and ``segment_image_rows`` int64 [S] gives each cluster's clip_dense row. The clustering
+lives here, not in the segments stage: segments.zarr stays the superpixels' (what avgsim and the figures read), and
+switching the source reruns prototypes -> train -> evaluate only.
+
 The classes of the held-out fold (``fold``) are left out of the softmax and of every output, so a class-free
 experiment never names them. Attributes: ``known_classes``, ``held_out_classes``, ``logit_scale`` and provenance.
 Everything is checked before the store is written, and it is written beside the old one and renamed into place,
@@ -27,7 +33,7 @@ import numpy as np
 from clips4.cache.store import StoreError, fingerprint, open_for_reading, write_small_store
 from clips4.errors import Clips4Error
 from clips4.params import Params, ParamsError
-from clips4.stages.common import PROTOTYPES_STORE, SEGMENTS_STORE
+from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SEGMENTS_STORE
 
 
 @dataclass(frozen=True)
@@ -118,32 +124,74 @@ def faiss_build(index: str) -> str:
     return f"{faiss_build_info().describe()} with {index}"
 
 
+@dataclass(frozen=True)
+class SegmentSource:
+    """The segment embeddings searched: an array ``[S, D]`` (zarr or numpy), the train rows in it, the store they
+    come from (its attributes name the CLIP), the inputs to record, and extra arrays to write."""
+
+    embeddings: Any
+    rows: tuple[int, int]
+    path: str
+    attrs: Any
+    inputs: dict[str, Any]
+    extra: dict[str, np.ndarray]
+
+
+def superpixel_segments(params: Params, segments: str | Path) -> SegmentSource:
+    """segments.zarr's superpixel embeddings (``prototypes.source: superpixels``)."""
+    store = open_for_reading(segments, "segments", stage="segments")
+    if "embeddings" not in store:
+        raise StoreError(f"{segments}: no 'embeddings' array; rebuild it with `clips4 segments --rebuild`")
+    rows = train_rows(store.attrs, segments, params.dataset.train_split)
+    inputs = {"segments": {"path": str(segments), "fingerprint": store.attrs["fingerprint"]}}
+    return SegmentSource(store["embeddings"], rows, str(segments), store.attrs, inputs, {})
+
+
+def clip_cluster_segments(params: Params, dense: str | Path) -> SegmentSource:
+    """Per-image k-means clusters of clip_dense.zarr's train features (``prototypes.source: clip_kmeans``)."""
+    import clips4.cache
+    from clips4.clip_kmeans import clip_kmeans_segments
+
+    store = open_for_reading(dense, "clip_dense", stage="clip-dense")  # complete, or one line naming the fix
+    typed = clips4.cache.open(str(dense))
+    split = params.dataset.train_split
+    if split not in typed.splits:
+        raise StoreError(f"{dense}: no split {split!r}; set dataset.train_split or rebuild the caches (dvc repro)")
+    found = clip_kmeans_segments(typed, typed.splits[split], params.prototypes.clusters, params.seed)
+    if len(found.embeddings) == 0:
+        raise StoreError(f"{dense}: no computed {split!r} image to cluster; rerun `clips4 clip-dense`")
+    inputs = {"clip_dense": {"path": str(dense), "fingerprint": store.attrs["fingerprint"]}}
+    extra = {"segment_image_rows": found.image_rows}
+    return SegmentSource(found.embeddings, (0, len(found.embeddings)), str(dense), store.attrs, inputs, extra)
+
+
 def run_prototypes(
-    params: Params, segments: str | Path = SEGMENTS_STORE, out: str | Path = PROTOTYPES_STORE
+    params: Params,
+    segments: str | Path = SEGMENTS_STORE,
+    out: str | Path = PROTOTYPES_STORE,
+    dense: str | Path = DENSE_STORE,
 ) -> PrototypesResult:
-    """Known prototypes by FAISS top-m over the train segments, and random unknown ones."""
+    """Known prototypes by FAISS top-m over the train segments (``prototypes.source``), and random unknown ones."""
     import torch
 
     from clips4.clip import load_clip
     from clips4.data.layouts import open_dataset
     from clips4.prototypes import draw_unknowns, known_classes, known_prototypes, top_m_segments, unknown_prototypes
 
-    store = open_for_reading(segments, "segments", stage="segments")
-    if "embeddings" not in store:
-        raise StoreError(f"{segments}: no 'embeddings' array; rebuild it with `clips4 segments --rebuild`")
-    embeddings = store["embeddings"]
-    first, stop = train_rows(store.attrs, segments, params.dataset.train_split)
-    check_counts(params, stop - first, segments)
+    kmeans = params.prototypes.source == "clip_kmeans"
+    source = clip_cluster_segments(params, dense) if kmeans else superpixel_segments(params, segments)
+    embeddings, (first, stop) = source.embeddings, source.rows
+    check_counts(params, stop - first, source.path)
     class_names = open_dataset(params.dataset.name, params.dataset.root, params.dataset.train_split).class_names
     held_out = held_out_classes(params)
     names, indices = known_classes(class_names, held_out)
 
     loaded = load_clip(params.clip.model, params.clip.pretrained)
     identity = {"model_name": loaded.model_name, "weights": loaded.sha256 or loaded.source}
-    recorded = clip_identity(store.attrs, segments)
+    recorded = clip_identity(source.attrs, source.path)
     if identity != recorded:
         raise Clips4Error(
-            f"{segments}: computed with CLIP {recorded['model_name']} ({recorded['weights']}), but clip.model and "
+            f"{source.path}: computed with CLIP {recorded['model_name']} ({recorded['weights']}), but clip.model and "
             f"clip.pretrained now load {identity['model_name']} ({identity['weights']}); rerun `dvc repro` so the "
             "caches and the prototypes share one CLIP"
         )
@@ -161,9 +209,10 @@ def run_prototypes(
             "class_text": text,
             "unknown": unknown_prototypes(embeddings, drawn),
             "unknown_indices": drawn,
+            **source.extra,
         }
     except Clips4Error as err:  # a damaged row: name the store
-        raise StoreError(f"{segments}: {err}") from None
+        raise StoreError(f"{source.path}: {err}") from None
     attrs = {
         "kind": "prototypes",
         "known_classes": list(names),
@@ -179,9 +228,13 @@ def run_prototypes(
         "weights_sha256": loaded.sha256,
         "weights_source": loaded.source,
         "dataset": {"name": params.dataset.name, "train_split": params.dataset.train_split},
-        "inputs": {"segments": {"path": str(segments), "fingerprint": store.attrs["fingerprint"]}},
+        "inputs": source.inputs,
+        "source": params.prototypes.source,
     }
     keys = ("known_classes", "top_m", "unknowns", "seed", "model_name", "weights_sha256", "weights_source", "inputs")
+    if kmeans:  # (the default's fingerprint stays what it was before the option existed)
+        attrs["clusters"] = params.prototypes.clusters
+        keys += ("source", "clusters")
     attrs["fingerprint"] = fingerprint(**{key: attrs[key] for key in keys})
     write_small_store(out, arrays, attrs, clevel=params.cache.clevel)
     search = faiss_build(top.index)

@@ -3,6 +3,10 @@
 ``clips4 train`` in one process, or ``torchrun --nproc_per_node N $(which clips4) train`` for DDP (rank 0 writes).
 models/clips4.json holds the params, the final losses, wall seconds, images per second, the data-wait share, and
 the val scores of the student (mIoU by nearest text embedding, and avgsim; :mod:`clips4.train.validate`).
+
+``clips4 train --baseline maskclip-plus`` (stage ``train_maskclip_plus``) trains the MaskCLIP+-style baseline
+instead: the same student and loop, per-pixel cross-entropy against MaskCLIP's argmax over the named classes' text
+(the fold's classes left out, the text made by the prototypes stage's own function), into models/maskclip_plus.pt.
 """
 
 from __future__ import annotations
@@ -19,6 +23,14 @@ from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SUPERPIXELS_STOR
 MODEL_PATH = Path("models/clips4.pt")
 METRICS_PATH = Path("models/clips4.json")
 LIVE_DIR = Path("reports/train")
+#: The baselines ``--baseline`` trains, with their default output paths (checkpoint, metrics, dvclive folder).
+BASELINES = {
+    "maskclip-plus": (
+        Path("models/maskclip_plus.pt"),
+        Path("models/maskclip_plus.json"),
+        Path("reports/train_maskclip_plus"),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -43,8 +55,12 @@ def run_train(
     live_dir: str | Path | None = LIVE_DIR,
     stop_after: int | None = None,
     progress: bool = True,
+    baseline: str | None = None,
 ) -> TrainStageResult:
-    """Train (resuming from ``out`` when it holds this configuration's run), then score the student on val."""
+    """Train (resuming from ``out`` when it holds this configuration's run), then score the student on val.
+    ``baseline`` (a name in :data:`BASELINES`) trains that baseline instead of CLIP-S4 (prototypes unused)."""
+    if baseline is not None and baseline not in BASELINES:
+        raise Clips4Error(f"--baseline: unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
     import clips4.cache
     from clips4.clip import load_clip
     from clips4.train.distributed import setup_runtime, teardown
@@ -60,7 +76,8 @@ def run_train(
                 f"{loaded.sha256}; rerun `dvc repro` so that the caches and the student share one CLIP"
             )
         teacher = {"model_name": loaded.model_name, "weights_sha256": loaded.sha256, "source": loaded.source}
-        inputs = TrainInputs(str(dense), str(superpixels), str(prototypes), teacher)
+        named = None if baseline is None else _baseline(params, loaded, baseline)
+        inputs = TrainInputs(str(dense), str(superpixels), str(prototypes), teacher, named)
         result = train_student(
             params, inputs=inputs, out=out, live_dir=live_dir, stop_after=stop_after, progress=progress
         )
@@ -72,6 +89,7 @@ def run_train(
         record = {
             "model": params.train.model,
             "checkpoint": str(out),
+            "baseline": baseline,
             "clip": teacher,
             "params": params.to_dict(),
             "iterations": result.iterations,
@@ -98,6 +116,20 @@ def run_train(
         )
     finally:
         teardown()
+
+
+def _baseline(params: Params, loaded, name: str):
+    """The baseline's targets: the known classes' text, made as the prototypes stage makes its ``class_text``."""
+    import torch
+
+    from clips4.data.layouts import open_dataset
+    from clips4.prototypes import known_classes
+    from clips4.stages.prototypes import class_text, held_out_classes
+    from clips4.train.objective import PixelBaseline
+
+    dataset = open_dataset(params.dataset.name, params.dataset.root, params.dataset.train_split)
+    names, _ = known_classes(dataset.class_names, held_out_classes(params))
+    return PixelBaseline(name, names, torch.from_numpy(class_text(loaded, params.dataset.name, names)))
 
 
 def _score(params: Params, loaded, checkpoint, dense, superpixels, device):

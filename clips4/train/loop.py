@@ -37,7 +37,7 @@ from clips4.train.checkpoint import (
 from clips4.train.data import BatchPlan, TrainBatches, TrainCaches, batch_loader
 from clips4.train.distributed import Runtime, broadcast_module_state, mean_over_ranks, setup_runtime
 from clips4.train.live import TrainLog
-from clips4.train.objective import Objective
+from clips4.train.objective import Objective, PixelBaseline
 
 #: Params under ``train`` that change how a run is carried out but not the weights it reaches.
 NOT_IN_IDENTITY = ("checkpoint_every", "workers", "val_images")
@@ -68,21 +68,27 @@ class TrainInputs:
     superpixels: str
     prototypes: str
     teacher: dict[str, Any]  # {"model_name", "weights_sha256", "source"} of the CLIP behind the caches
+    baseline: PixelBaseline | None = None  # the MaskCLIP+-style baseline (its targets replace the prototypes)
 
 
 def training_identity(params: Params, inputs: TrainInputs, caches: dict[str, str | None], world: int) -> dict:
-    """Everything the final weights depend on, as flat ``key: value`` pairs (what a resume must match)."""
+    """Everything the final weights depend on, as flat ``key: value`` pairs (what a resume must match).
+
+    The baseline's weights do not depend on CLIP-S4's own hyper-parameters (kappa, segments_per_view, losses.*):
+    they are left out of its identity, and its name and classes are in it."""
     train = {k: v for k, v in asdict(params.train).items() if k not in NOT_IN_IDENTITY}
     identity: dict[str, Any] = {
         "seed": params.seed,
-        "kappa": params.kappa,
-        "segments_per_view": params.segments_per_view,
         "dataset.name": params.dataset.name,
         "dataset.train_split": params.dataset.train_split,
         "world_size": world,
         "clip.weights": inputs.teacher.get("weights_sha256") or inputs.teacher.get("source"),
     }
-    identity |= {f"losses.{k}": v for k, v in asdict(params.losses).items()}
+    if inputs.baseline is None:
+        identity |= {"kappa": params.kappa, "segments_per_view": params.segments_per_view}
+        identity |= {f"losses.{k}": v for k, v in asdict(params.losses).items()}
+    else:
+        identity |= {"baseline": inputs.baseline.name, "baseline.classes": list(inputs.baseline.classes)}
     identity |= {f"train.{k}": v for k, v in train.items()}
     identity |= {f"cache.{name}": fingerprint for name, fingerprint in caches.items()}
     return identity
@@ -112,7 +118,10 @@ def train_student(
     caches = TrainCaches(
         inputs.dense, inputs.superpixels, params.dataset.name, params.dataset.root, params.dataset.train_split
     )
-    objective = Objective.from_params(params, inputs.prototypes, caches.embed_dim, runtime.device)
+    if inputs.baseline is None:
+        objective = Objective.from_params(params, inputs.prototypes, caches.embed_dim, runtime.device)
+    else:
+        objective = Objective.for_baseline(params, inputs.baseline, caches.embed_dim, runtime.device)
     from clips4.model import create_student
 
     torch.manual_seed(params.seed)  # the same initial weights on every rank
@@ -135,7 +144,7 @@ def train_student(
         {
             "clip_dense": caches.dense.fingerprint,
             "superpixels": caches.superpixels.fingerprint,
-            "prototypes": objective.prototypes_fingerprint,
+            "class_text" if inputs.baseline else "prototypes": objective.prototypes_fingerprint,
         },
         runtime.world,
     )
@@ -302,6 +311,7 @@ def _payload(
         "mean": list(student.mean),
         "std": list(student.std),
         "clip": dict(inputs.teacher),
+        "baseline": None if inputs.baseline is None else inputs.baseline.name,  # None: the CLIP-S4 student
         "params": params.to_dict(),
         "identity": identity,
         "fingerprint": identity_fingerprint(identity),

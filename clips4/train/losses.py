@@ -9,6 +9,10 @@
 - L_u (Eq. 4): each unknown prototype moves toward the CLIP embeddings of the segments CLIP assigns to it. Its
   inputs are CLIP's (constant) and the prototypes, so it trains the prototypes only, never the encoder.
 
+The MaskCLIP+-style baseline (the paper's Table 3 comparison) is not one of CLIP-S4's losses: it trains the same
+student per pixel against MaskCLIP's pixel pseudo-labels over the named classes' text embeddings
+(:func:`pixel_text_cross_entropy`, :class:`PixelPseudoLabelCriterion`), with no segments, no unknowns, no L_t, no L_e.
+
 Segment embeddings are the normalised means of pixel embeddings over a segment (``segment_means``). The pure
 functions take flat tensors; :class:`ClipS4Criterion` builds them from a batch of views and sums the terms switched
 on in ``params.losses``.
@@ -115,6 +119,19 @@ def semantic_consistency(
         target = torch.softmax(F.normalize(clip, dim=1) @ F.normalize(prototypes, dim=1).T / temperature, dim=1)
         return F.cross_entropy(logits, target.detach())
     return F.cross_entropy(logits, pseudo_labels(clip, prototypes))
+
+
+def pixel_text_cross_entropy(
+    pixels: torch.Tensor, clip: torch.Tensor, text: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """MaskCLIP+'s per-pixel loss: cross-entropy of ``softmax(cos(e_p, t_c) / temperature)`` against MaskCLIP's
+    pseudo-label ``argmax_c cos(clip_p, t_c)``, averaged over pixels.
+
+    ``pixels`` the student's pixel embeddings ``[P, D]``, ``clip`` CLIP's dense features at the same pixels
+    ``[P, D]``, ``text`` the named classes' text embeddings ``[C, D]`` (none of them need be unit length).
+    """
+    logits = F.normalize(pixels, dim=1) @ F.normalize(text, dim=1).T / temperature
+    return F.cross_entropy(logits, pseudo_labels(clip.detach(), text))
 
 
 def unknown_prototype_loss(unknown: torch.Tensor, clip: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -309,4 +326,42 @@ class ClipS4Criterion(nn.Module):
             terms={name: value.detach() for name, value in terms.items()},
             segment_embeddings=v_s.detach(),
             segments=segments,
+        )
+
+
+class PixelPseudoLabelCriterion(nn.Module):
+    """The MaskCLIP+-style baseline's criterion: :func:`pixel_text_cross_entropy` over every pixel of every view.
+
+    It has the interface of :class:`ClipS4Criterion` that :class:`clips4.train.objective.Objective` uses: ``known``
+    (the named classes' text, a fixed buffer) and ``unknown`` (an empty parameter: the baseline has no unknowns),
+    and a :class:`LossOutput` whose segment embeddings are empty (no segments, so nothing for a memory bank).
+
+    Args:
+        text: the named (known) classes' text embeddings ``[K, D]``.
+        temperature: the softmax temperature of the student's logits.
+    """
+
+    def __init__(self, text: torch.Tensor, temperature: float) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"PixelPseudoLabelCriterion: temperature must be > 0, got {temperature}")
+        self.register_buffer("known", F.normalize(text.float(), dim=1))
+        self.unknown = nn.Parameter(text.new_zeros(0, text.shape[1]).float())
+        self.temperature = temperature
+
+    def forward(
+        self,
+        views: Sequence[ViewBatch],
+        memory: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
+        dim = views[0].embeddings.shape[1]
+        pixels = torch.cat([v.embeddings.permute(0, 2, 3, 1).reshape(-1, dim) for v in views])
+        clip = torch.cat([v.clip.permute(0, 2, 3, 1).reshape(-1, dim).float() for v in views])
+        loss = pixel_text_cross_entropy(pixels, clip, self.known, self.temperature)
+        return LossOutput(
+            total=loss,
+            terms={"pixel_semantic": loss.detach()},
+            segment_embeddings=pixels.new_zeros(0, dim).detach(),
+            segments=[],
         )

@@ -5,10 +5,15 @@ The loop (:mod:`clips4.train.loop`) only sees ``losses(model, batch)``, ``total`
 unknown prototypes and the state to checkpoint. State is split in two: ``state_dict`` is the same on every rank
 (the unknown prototypes, kept identical by averaging their gradients), ``rank_state_dict`` is each rank's own (its
 memory bank and generator).
+
+The MaskCLIP+-style baseline (:class:`PixelBaseline`) is the same loop with another criterion
+(:class:`clips4.train.losses.PixelPseudoLabelCriterion`).
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,7 +24,7 @@ from clips4.cache.api import PrototypesStore
 from clips4.cache.store import StoreError
 from clips4.params import Params
 from clips4.train.data import RawSample
-from clips4.train.losses import ClipS4Criterion, LossOutput, ViewBatch
+from clips4.train.losses import ClipS4Criterion, LossOutput, PixelPseudoLabelCriterion, ViewBatch
 from clips4.train.memory import MemoryBank
 from clips4.train.transforms import JointAugment, resize_labels
 
@@ -54,10 +59,36 @@ def load_prototypes(path: str, embed_dim: int, targets: str) -> tuple[torch.Tens
     return known, unknown, store.fingerprint
 
 
+#: The baseline's softmax temperature: CLIP-S4's default L_s temperature (losses.semantic_temperature), so both
+#: students are trained with logits on the same scale.
+MASKCLIP_PLUS_TEMPERATURE = 0.1
+
+
+@dataclass(frozen=True)
+class PixelBaseline:
+    """The MaskCLIP+-style baseline: the student trained per pixel against MaskCLIP's pseudo-labels over the named
+    classes only. ``name`` (recorded in the checkpoint), the named ``classes`` and their text ``[K, D]``."""
+
+    name: str
+    classes: tuple[str, ...]
+    text: torch.Tensor
+
+    def fingerprint(self) -> str:
+        """What its targets depend on: the class names and their text embeddings' bytes."""
+        digest = hashlib.sha256("\n".join(self.classes).encode())
+        digest.update(self.text.detach().cpu().float().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:32]
+
+
 class Objective:
     """The losses of a training run and the state they carry between steps."""
 
-    def __init__(self, params: Params, criterion: ClipS4Criterion, prototypes_fingerprint: str | None) -> None:
+    def __init__(
+        self,
+        params: Params,
+        criterion: ClipS4Criterion | PixelPseudoLabelCriterion,
+        prototypes_fingerprint: str | None,
+    ) -> None:
         self.params = params
         self.criterion = criterion
         self.prototypes_fingerprint = prototypes_fingerprint
@@ -87,6 +118,17 @@ class Objective:
             semantic_soft_targets=losses.semantic_soft_targets,
         ).to(device)
         return cls(params, criterion, fingerprint)
+
+    @classmethod
+    def for_baseline(cls, params: Params, baseline: PixelBaseline, embed_dim: int, device: torch.device) -> Objective:
+        """The MaskCLIP+-style baseline's objective; its targets' fingerprint stands for the prototypes'."""
+        if baseline.text.shape[1] != embed_dim:
+            raise StoreError(
+                f"class text of dimension {baseline.text.shape[1]}, but the CLIP features have {embed_dim}; "
+                "check clip.model against the caches (dvc repro)"
+            )
+        criterion = PixelPseudoLabelCriterion(baseline.text, MASKCLIP_PLUS_TEMPERATURE).to(device)
+        return cls(params, criterion, baseline.fingerprint())
 
     def seed(self, seed: int, rank: int) -> None:
         self.generator.manual_seed(seed * 1000 + 7 + rank)

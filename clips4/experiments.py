@@ -1,0 +1,209 @@
+"""The paper's tables as DVC experiments: which runs a table needs (pipeline/experiments.yaml), the
+``dvc exp run --queue`` command of each, and the Markdown table of their metrics from ``dvc exp show --json``.
+
+A table is ``set`` (params every run sets) plus ``rows`` (explicit runs) crossed with a ``grid`` (every combination
+of its values). A run's name is the table's name and its own values (``table3-fold0-seed0``), so collecting finds
+each run by name. Runs that differ only in ``seed`` are one line of the Markdown table: mean ± sample standard
+deviation over the seeds found (a cell shows ``(n=k)`` when some seeds are missing, ``-`` when none has the metric).
+
+Pure functions, so the parsing and the arithmetic are tested on hand-made ``dvc exp show --json`` samples; only
+:func:`queue_table` and :func:`exp_show` run DVC.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clips4.errors import Clips4Error
+
+EXPERIMENTS_FILE = Path("pipeline/experiments.yaml")
+METRICS_FILE = "reports/metrics.json"
+SEED_KEY = "seed"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One experiment of a table: its DVC name and the params it sets (``{dotted key: value}``)."""
+
+    name: str
+    values: dict[str, Any]  # the row's own values (in the name)
+    fixed: dict[str, Any]  # the table's ``set`` (not in the name)
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return self.fixed | self.values
+
+    @property
+    def group(self) -> tuple[tuple[str, Any], ...]:
+        """The line of the table this run averages into: its values without the seed."""
+        return tuple((k, v) for k, v in self.values.items() if k != SEED_KEY)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    title: str
+    runs: tuple[Run, ...]
+    metrics: tuple[str, ...]
+
+
+def load_tables(path: str | Path = EXPERIMENTS_FILE) -> dict[str, Table]:
+    """Every table of the experiments file, or one line naming the file and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise Clips4Error(f"{path}: no experiments file; run from the project root or pass --file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise Clips4Error(f"{path}: not valid YAML ({err}); fix the file") from None
+    tables = raw.get("tables") if isinstance(raw, dict) else None
+    if not isinstance(tables, dict) or not tables:
+        raise Clips4Error(f"{path}: expected a mapping `tables: {{name: {{grid, rows, set, metrics}}}}`")
+    return {name: _table(name, spec, path) for name, spec in tables.items()}
+
+
+def _table(name: str, spec: Any, path: Path) -> Table:
+    if not isinstance(spec, dict) or not spec.get("metrics"):
+        raise Clips4Error(f"{path}: table {name!r} needs `metrics: [<method>.<key>, ...]`")
+    unknown = set(spec) - {"title", "set", "rows", "grid", "metrics"}
+    if unknown:
+        raise Clips4Error(f"{path}: table {name!r} has unknown keys {sorted(unknown)}; use title/set/rows/grid/metrics")
+    grid = spec.get("grid") or {}
+    if any(not isinstance(values, list) or not values for values in grid.values()):
+        raise Clips4Error(f"{path}: table {name!r}: every grid key needs a non-empty list of values")
+    rows = spec.get("rows") or [{}]
+    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    runs = [
+        Run(run_name(name, row | combo), row | combo, dict(spec.get("set") or {})) for row in rows for combo in combos
+    ]
+    names = [run.name for run in runs]
+    if len(set(names)) != len(names):
+        raise Clips4Error(f"{path}: table {name!r} repeats a run ({names}); make its rows differ")
+    return Table(name, str(spec.get("title", name)), tuple(runs), tuple(spec["metrics"]))
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "null" if value is None else str(value)
+
+
+def run_name(table: str, values: dict[str, Any]) -> str:
+    """``<table>-<key><value>-...`` with each key's last part; a valid git ref name (what DVC requires)."""
+    parts = [table]
+    for key, value in values.items():
+        short = key.rsplit(".", 1)[-1]
+        parts.append(f"{short}-{_word(value)}" if isinstance(value, bool) else f"{short}{_word(value)}")
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", "-".join(parts))
+
+
+def set_value(value: Any) -> str:
+    """A params value as ``-S key=value`` writes it (DVC parses it as YAML)."""
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
+def queue_command(run: Run) -> list[str]:
+    """``dvc exp run --queue -S key=value ... -n NAME``: the argument list that queues ``run``."""
+    argv = ["dvc", "exp", "run", "--queue"]
+    for key, value in run.overrides.items():
+        argv += ["-S", f"{key}={set_value(value)}"]
+    return [*argv, "-n", run.name]
+
+
+def queue_table(table: Table, *, dry_run: bool = False) -> list[list[str]]:
+    """Queue every run of ``table`` (or only return the commands, ``dry_run``); a failing ``dvc`` stops it."""
+    commands = [queue_command(run) for run in table.runs]
+    if not dry_run:
+        for argv in commands:
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise Clips4Error(
+                    f"{' '.join(argv)}: dvc failed ({done.stderr.strip().splitlines()[-1:] or done.returncode}); "
+                    "a run of that name may exist already: remove it with `dvc exp remove NAME`"
+                )
+    return commands
+
+
+def exp_show() -> list[dict[str, Any]]:
+    """``dvc exp show --json`` of the current repository."""
+    done = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Clips4Error(f"dvc exp show --json: failed ({done.stderr.strip()[-300:]}); run it inside the project")
+    return json.loads(done.stdout or "[]")
+
+
+def experiment_metrics(show: Sequence[dict[str, Any]], metrics_file: str = METRICS_FILE) -> dict[str, dict]:
+    """``{experiment name: metrics}`` from ``dvc exp show --json`` (DVC 3): each commit's ``experiments`` list holds
+    ``{"name", "revs": [{"name", "data": {"metrics": {file: {"data": {...}}}}, "error"}]}``. The newest run of a name
+    wins; runs that failed (``error`` set) or have no metrics file are left out."""
+    found: dict[str, dict] = {}
+    for commit in show:
+        for experiment in commit.get("experiments") or []:
+            for rev in experiment.get("revs") or []:
+                name = rev.get("name") or experiment.get("name")
+                data = rev.get("data") or {}
+                metrics = ((data.get("metrics") or {}).get(metrics_file) or {}).get("data")
+                if name and not rev.get("error") and metrics is not None and name not in found:
+                    found[name] = metrics
+    return found
+
+
+def metric_value(metrics: dict[str, Any], dotted: str) -> float | None:
+    node: Any = metrics
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof 1; None for one value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _cell(values: Sequence[float], expected: int, digits: int) -> str:
+    if not values:
+        return "-"
+    mean, std = mean_std(values)
+    text = f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return text if len(values) == expected else f"{text} (n={len(values)})"
+
+
+def table_markdown(table: Table, found: dict[str, dict]) -> str:
+    """The Markdown of one table: a line per group of runs (mean ± std over seeds), a column per metric."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in table.runs:
+        groups.setdefault(run.group, []).append(run)
+    keys = list(dict.fromkeys(k for group in groups for k, _ in group))
+    header = [*(k.rsplit(".", 1)[-1] for k in keys), *table.metrics, "runs"]
+    lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for group, runs in groups.items():
+        values = dict(group)
+        present = [found[run.name] for run in runs if run.name in found]
+        cells = [_word(values.get(k)) for k in keys]
+        for metric in table.metrics:
+            numbers = [v for m in present if (v := metric_value(m, metric)) is not None]
+            cells.append(_cell(numbers, len(runs), 3 if metric.endswith("avgsim") else 2))
+        cells.append(f"{len(present)}/{len(runs)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def collect_markdown(tables: Iterable[Table], show: Sequence[dict[str, Any]]) -> str:
+    """Every table's Markdown from one ``dvc exp show --json`` output."""
+    found = experiment_metrics(show)
+    return "\n".join(table_markdown(table, found) for table in tables)

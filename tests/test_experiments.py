@@ -1,0 +1,138 @@
+"""pipeline/experiments.yaml: the runs each paper table queues (their exact `dvc exp run` argument lists), and the
+Markdown tables `clips4 experiments collect` makes from a hand-made `dvc exp show --json` (DVC 3.67's format)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clips4.cli import app
+from clips4.errors import Clips4Error
+from clips4.experiments import (
+    collect_markdown,
+    experiment_metrics,
+    load_tables,
+    mean_std,
+    queue_command,
+    queue_table,
+    run_name,
+    set_value,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FILE = ROOT / "pipeline" / "experiments.yaml"
+
+
+def _rev(name: str, metrics: dict | None, error: dict | None = None) -> dict:
+    """One experiment as `dvc exp show --json` lists it under its baseline commit."""
+    data = {"rev": "0" * 40, "params": {"params.yaml": {"data": {}}}, "deps": {}, "outs": {}, "meta": {}}
+    data["metrics"] = {} if metrics is None else {"reports/metrics.json": {"data": metrics}}
+    return {"revs": [{"rev": "0" * 40, "name": name, "data": data, "error": error, "experiments": None}], "name": name}
+
+
+def _show(*experiments: dict) -> list[dict]:
+    workspace = {"rev": "workspace", "name": None, "data": {"metrics": {}}, "error": None, "experiments": None}
+    commit = {"rev": "1" * 40, "name": "main", "data": {"metrics": {}}, "error": None, "experiments": list(experiments)}
+    return [workspace, commit]
+
+
+def test_the_paper_tables_have_the_runs_the_issue_asks_for():
+    tables = load_tables(FILE)
+    table3 = tables["table3"]
+    assert len(table3.runs) == 20 and table3.runs[0].name == "table3-fold0-seed0"
+    assert {(r.values["fold"], r.values["seed"]) for r in table3.runs} == set(itertools.product(range(4), range(5)))
+    subsets = {
+        tuple(r.overrides[f"losses.{k}"] for k in ("contrastive", "embedding", "semantic"))
+        for r in tables["table6"].runs
+    }
+    assert subsets == set(itertools.product([True, False], repeat=3)) - {(False, False, False)}
+    assert [r.overrides for r in tables["table7"].runs] == [
+        {"losses.use_unknowns": True, "unknowns": n} for n in (16, 32, 64, 128, 256)
+    ]
+    assert [r.values["top_m"] for r in tables["table8"].runs] == [8, 16, 32, 64, 128]
+    assert [r.values["prototypes.source"] for r in tables["prototype_source"].runs] == ["superpixels", "clip_kmeans"]
+
+
+def test_queue_commands_are_the_exact_dvc_argument_lists():
+    tables = load_tables(FILE)
+    assert queue_command(tables["table7"].runs[0]) == [
+        "dvc", "exp", "run", "--queue", "-S", "losses.use_unknowns=true", "-S", "unknowns=16", "-n", "table7-unknowns16"
+    ]  # fmt: skip
+    assert queue_command(tables["table3"].runs[-1])[4:] == ["-S", "fold=3", "-S", "seed=4", "-n", "table3-fold3-seed4"]
+    assert set_value(None) == "null" and set_value(False) == "false" and set_value("clip_kmeans") == "clip_kmeans"
+    assert (
+        run_name("t", {"prototypes.source": "clip_kmeans", "losses.embedding": False})
+        == "t-sourceclip_kmeans-embedding-off"
+    )
+
+
+def test_queue_runs_dvc_once_per_run_and_stops_on_a_failure(monkeypatch):
+    table = load_tables(FILE)["table8"]
+    calls = []
+
+    def fake_run(argv, **kwargs):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 1 if len(calls) == 2 else 0, "", "ERROR: exists")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    assert queue_table(table, dry_run=True) and calls == []
+    with pytest.raises(Clips4Error, match="dvc exp remove"):
+        queue_table(table)
+    assert calls == [queue_command(run) for run in table.runs[:2]]
+
+
+def test_collect_averages_seeds_and_skips_failed_and_unfinished_runs():
+    tables = load_tables(FILE)
+    show = _show(
+        _rev("table3-fold0-seed0", {"clips4": {"miou_unknown": 10.0, "hiou": 20}, "maskclip": {"miou_unknown": 30}}),
+        _rev("table3-fold0-seed1", {"clips4": {"miou_unknown": 20.0, "hiou": 40}, "maskclip": {"miou_unknown": 30}}),
+        _rev("table3-fold0-seed2", {"clips4": {"miou_unknown": 99.0}}, error={"type": "ReproError", "msg": "failed"}),
+        _rev("table3-fold1-seed0", None),  # queued or running: no metrics yet
+        *[_rev(f"table3-fold2-seed{s}", {"clips4": {"miou_unknown": 50.0 + s}}) for s in range(5)],
+    )
+    found = experiment_metrics(show)
+    assert set(found) == {"table3-fold0-seed0", "table3-fold0-seed1", *(f"table3-fold2-seed{s}" for s in range(5))}
+    text = collect_markdown([tables["table3"]], show)
+    lines = text.splitlines()
+    assert lines[0] == "### " + tables["table3"].title
+    assert lines[2].startswith("| fold | clips4.miou_unknown | clips4.miou_known | clips4.hiou |")
+    fold0 = next(line for line in lines if line.startswith("| 0 |")).split(" | ")
+    assert fold0[1] == "15.00 ± 7.07 (n=2)"  # mean 15, sample std sqrt(50): 2 of the 5 seeds found
+    assert fold0[2] == "-" and fold0[3] == "30.00 ± 14.14 (n=2)" and fold0[-1] == "2/5 |"
+    assert fold0[7] == "30.00 ± 0.00 (n=2)"  # maskclip.miou_unknown
+    fold2 = next(line for line in lines if line.startswith("| 2 |")).split(" | ")
+    assert fold2[1] == "52.00 ± 1.58" and fold2[-1] == "5/5 |"  # std of 50..54 = sqrt(2.5)
+    assert next(line for line in lines if line.startswith("| 1 |")).endswith("| 0/5 |")
+
+
+def test_mean_std_of_one_value_has_no_std():
+    assert mean_std([3.0]) == (3.0, None)
+    assert mean_std([1.0, 3.0]) == pytest.approx((2.0, 2**0.5))
+
+
+def test_cli_collect_from_a_saved_show_json(tmp_path):
+    saved = tmp_path / "show.json"
+    saved.write_text(json.dumps(_show(_rev("table8-top_m8", {"clips4": {"miou": 55.5, "avgsim": 0.8}}))))
+    out = tmp_path / "tables.md"
+    result = CliRunner().invoke(
+        app, ["experiments", "collect", "table8", "--file", str(FILE), "--show-json", str(saved), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "| 8 | 55.50 | 0.800 | 1/1 |" in out.read_text()
+    bad = CliRunner().invoke(app, ["experiments", "queue", "table9", "--file", str(FILE), "--dry-run"])
+    assert bad.exit_code == 2 and "no table 'table9'" in bad.output
+
+
+def test_a_bad_experiments_file_is_one_line(tmp_path):
+    path = tmp_path / "experiments.yaml"
+    path.write_text("tables:\n  t:\n    grid: {seed: []}\n    metrics: [clips4.miou]\n")
+    with pytest.raises(Clips4Error, match="non-empty list"):
+        load_tables(path)
+    path.write_text("tables:\n  t:\n    rows: [{seed: 0}, {seed: 0}]\n    metrics: [clips4.miou]\n")
+    with pytest.raises(Clips4Error, match="repeats a run"):
+        load_tables(path)
