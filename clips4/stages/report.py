@@ -110,7 +110,9 @@ def run_report(
     entries = draw_image_figures(inputs, figures_dir, FIGURES_SUBDIR)
     video_file = figures_dir / FIGURE_FILES["video"]
     entries.append(
-        draw_video_figure(reports_dir / "davis", Path(params.video.root), video_file, f"{FIGURES_SUBDIR}/{video_file.name}")
+        draw_video_figure(
+            reports_dir / "davis", Path(params.video.root), video_file, f"{FIGURES_SUBDIR}/{video_file.name}"
+        )
     )
 
     not_run = [
