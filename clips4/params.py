@@ -122,6 +122,9 @@ class CacheParams:
 
     chunk_mb: float = _float(0.25, 0.0, open_lo=True)  # target uncompressed chunk size; images per chunk follow
     clevel: int = _int(5, 1, 9)  # zstd level of the Blosc codec
+    # Files per store: a work unit (one shard file per array + its done flag) covers this many images per file
+    # (docs/caches.md "Sharding"); 0: one chunk per shard (the finest work units, for tests)
+    images_per_file: int = _int(64, 0, 1_000_000)
 
 
 @dataclass(frozen=True)

@@ -172,15 +172,15 @@ def _run_task(chunk: int) -> int:
 def fill_chunks(
     store: ChunkedStore, pending: Sequence[int], task: Callable[[int], None], *, workers: int, desc: str
 ) -> None:
-    """Run ``task(chunk)`` (compute and ``store.write_chunk``) for every pending chunk, over forked processes.
+    """Run ``task(unit)`` (compute and ``store.write_unit``) for every pending work unit, over forked processes.
 
     The task is inherited through ``fork`` (no pickling of models or datasets); children write their own
     chunks, so only chunk numbers travel back for the progress bar.
     """
     global _TASK
     processes = min(worker_count(workers), len(pending))
-    total = store.layout.num_chunks
-    progress = tqdm(total=total, initial=total - len(pending), desc=desc, unit="chunk", mininterval=1.0)
+    total = store.layout.num_units
+    progress = tqdm(total=total, initial=total - len(pending), desc=desc, unit="shard", mininterval=1.0)
     with progress:
         if processes <= 1:
             for chunk in pending:
