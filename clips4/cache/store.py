@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync
 
 from clips4 import __version__
 from clips4.cache.errors import StoreError
-from clips4.cache.integrity import CheckedGroup, mark_not_done, missing_chunks, unit_word
+from clips4.cache.integrity import CheckedGroup, chunk_key, mark_not_done, missing_chunks, unit_word
 
 #: Version of the on-disk layout; part of every fingerprint, so a layout change rebuilds old stores.
 #: 2: NaN fill values, a file for every written chunk, per-part fingerprints, content-hashed images, no timestamps.
@@ -341,6 +342,11 @@ class ChunkedStore:
         missing = set(self.layout.arrays) - set(data)
         if missing:
             raise ValueError(f"work unit {unit} of {self.path}: no data for arrays {sorted(missing)}")
+        # zarr 3.1 reads a shard before writing it, even a whole one: a damaged file left by a killed or broken
+        # run would make the rewrite fail. The unit is not done, so its old files hold nothing to keep.
+        for name in self.layout.arrays:
+            array = self.group[name]
+            sync(array.store_path.store.delete(chunk_key(array, unit)))
         # Every chunk gets written, even one equal to the fill value, so a missing file always means a lost shard.
         with zarr.config.set({"array.write_empty_chunks": True}):
             for name, values in data.items():
