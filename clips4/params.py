@@ -52,6 +52,10 @@ class SynthParams:
     """The synthetic world (``clips4 synth``)."""
 
     image_size: int = _int(96, 32, 1024)
+    # Rectangular images (benchmarks/bench_scale.py: 500x375, VOC/COCO-like); null: image_size. Not in params.yaml,
+    # so the default world (and its dvc.lock entry) is unchanged.
+    image_width: int | None = _int(None, 32, 2048)  # type: ignore[arg-type]
+    image_height: int | None = _int(None, 32, 2048)  # type: ignore[arg-type]
     train_images: int = _int(6000, 1)
     val_images: int = _int(500, 1)
     min_stuff: int = _int(2, 1, 6)

@@ -208,10 +208,19 @@ def render_scene(
     return image, label
 
 
+def image_shape(params: SynthParams) -> tuple[int, int]:
+    """(height, width) of the world's images: ``image_height`` x ``image_width``, each ``image_size`` when unset."""
+    return params.image_height or params.image_size, params.image_width or params.image_size
+
+
 def generate_image(params: SynthParams, seed: int, split: str, index: int) -> SynthImage:
-    """The synthetic image ``index`` of ``split``: a pure function of its arguments."""
+    """The synthetic image ``index`` of ``split``: a pure function of its arguments.
+
+    A rectangular image is the top-left crop of the square scene of its longer side (a square world is unchanged).
+    """
     rng = scene_rng(seed, split, index)
-    size = params.image_size
+    height, width = image_shape(params)
+    size = max(height, width)
     num_stuff = int(rng.integers(params.min_stuff, params.max_stuff + 1))
     stuff_ids = [int(i) for i in rng.choice(len(STUFF), size=num_stuff, replace=False)]
     things = []
@@ -220,6 +229,7 @@ def generate_image(params: SynthParams, seed: int, split: str, index: int) -> Sy
         cy, cx = rng.uniform(radius, size - radius, 2)
         things.append((len(STUFF) + int(rng.integers(len(THINGS))), cy, cx, radius, rng.uniform(0, 2 * np.pi)))
     image, label = render_scene(rng, size, stuff_ids, things)
+    image, label = image[:height, :width], label[:height, :width]
     image = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
 
     counts = np.bincount(label.ravel(), minlength=len(CLASS_NAMES))
