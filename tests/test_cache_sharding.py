@@ -30,8 +30,8 @@ from tests.test_cache_stages import Interrupted, _assert_same_store, project  # 
 
 @pytest.fixture
 def sharded(project: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
-    """The tiny world's params with shards of several chunks: 18 images, contours chunks of 2 images, and
-    1 image per file x 4 files per unit -> shards of 4 images (2 chunks), 5 work units."""
+    """The tiny world's params with shards of several chunks: 18 images, contours chunks of 2 images, and at most
+    1 file per image: 5 metadata files + 3 units x 4 files -> shards of 6 images (3 chunks), 3 work units."""
     monkeypatch.chdir(project)
     return load_params("params.yaml", overrides={"cache.images_per_file": 1})
 
@@ -54,12 +54,15 @@ def _write_units(path: str, rank: int, world: int) -> None:
 
 
 def test_shards_hold_whole_work_units_and_ranks_never_share_one():
-    assert chunks_per_shard(rows_per_chunk=6, rows=6500, files_per_unit=4, images_per_file=64) == 43  # 258 rows
-    assert chunks_per_shard(rows_per_chunk=1, rows=4000, files_per_unit=4, images_per_file=64) == 256
-    assert chunks_per_shard(rows_per_chunk=1, rows=100, files_per_unit=4, images_per_file=64) == 100  # the store
+    arrays = {name: ArraySpec((2,), "float16") for name in ("a", "b", "c")}
+    for images, per_chunk in [(1000, 1), (4000, 1), (4000, 3), (6500, 6), (118_000, 1)]:
+        layout = sharded_layout("contours", images, per_chunk, arrays, 64)
+        files = 1 + len(arrays) + 1 + layout.num_units * (len(arrays) + 1)  # metadata + units x (shards + flag)
+        assert files <= images / 64 and layout.rows_per_shard % per_chunk == 0, (images, per_chunk)
+    segments = sharded_layout("segments", 32 * 4000, 300, arrays, 64, rows_per_image=32.0, static_arrays=1)
+    assert 1 + 3 + 1 + 2 + segments.num_units * 4 <= 4000 / 64
+    assert chunks_per_shard(rows_per_chunk=1, rows=100, files_per_unit=4, images_per_file=64) == 100  # one unit
     assert chunks_per_shard(rows_per_chunk=5, rows=4000, files_per_unit=4, images_per_file=0) == 1
-    layout = sharded_layout("segments", 3200, 30, {"e": ArraySpec((8,), "float16")}, 2, rows_per_image=32.0)
-    assert layout.rows_per_shard % layout.rows_per_chunk == 0 and layout.rows_per_shard >= 2 * 2 * 32
 
     layout = _layout()
     store_rows = [layout.unit_rows(unit) for unit in range(layout.num_units)]
@@ -99,8 +102,8 @@ def test_killed_run_resumes_exactly_the_missing_shards(sharded, monkeypatch, tmp
     reference = tmp_path / "reference.zarr"
     full = run_contours(sharded, reference, workers=1)
     store = clips4.cache.open(str(reference))
-    assert (store.rows_per_chunk, store.rows_per_shard, full.total_chunks) == (2, 4, 5)
-    assert len(list((reference / "strength" / "c").iterdir())) == 5  # one file per shard, not per chunk
+    assert (store.rows_per_chunk, store.rows_per_shard, full.total_chunks) == (2, 6, 3)
+    assert len(list((reference / "strength" / "c").iterdir())) == 3  # one file per shard, not per chunk
 
     import clips4.superpixels.contours as detector
 
@@ -108,7 +111,7 @@ def test_killed_run_resumes_exactly_the_missing_shards(sharded, monkeypatch, tmp
 
     def counting(image, contour_params):
         calls.append(1)
-        if len(calls) == 6 and interrupt:
+        if len(calls) == 8 and interrupt:
             raise Interrupted  # killed in the middle of the second shard
         return real(image, contour_params)
 
@@ -116,11 +119,11 @@ def test_killed_run_resumes_exactly_the_missing_shards(sharded, monkeypatch, tmp
     resumed, interrupt = tmp_path / "resumed.zarr", True
     with pytest.raises(Interrupted):
         run_contours(sharded, resumed, workers=1)
-    assert clips4.cache.open(str(resumed)).done_chunks().tolist() == [True, False, False, False, False]
+    assert clips4.cache.open(str(resumed)).done_chunks().tolist() == [True, False, False]
     assert len(list((resumed / "strength" / "c").iterdir())) == 1  # the half-computed shard was never written
     interrupt, calls[:] = False, []
     result = run_contours(sharded, resumed, workers=1)
-    assert result.complete and result.computed_chunks == 4 and len(calls) == 18 - 4
+    assert result.complete and result.computed_chunks == 2 and len(calls) == 18 - 6
     _assert_same_store(reference, resumed)
 
 
@@ -130,16 +133,16 @@ def test_lost_and_truncated_shards_are_named(sharded, tmp_path):
     (path / "strength" / "c" / "1" / "0" / "0").unlink()
     damaged = clips4.cache.open(str(path))
     assert list(damaged.lost_chunks) == [1] and not damaged.complete
-    with pytest.raises(StoreError, match=r"image 'train_000005' \(row 5\) is in shard 1, whose file of strength"):
-        damaged.image(5)
-    damaged.image(8)  # other shards are still served
+    with pytest.raises(StoreError, match=r"image 'train_000007' \(row 7\) is in shard 1, whose file of strength"):
+        damaged.image(7)
+    damaged.image(13)  # other shards are still served
     with pytest.raises(StoreError, match=r"1 shard\(s\) marked done lost their files \(first: shard 1 of strength"):
         open_for_reading(path, "contours", stage="contours")
-    shard = path / "orientation" / "c" / "3" / "0" / "0"
+    shard = path / "orientation" / "c" / "2" / "0" / "0"
     shard.write_bytes(shard.read_bytes()[:-40])  # truncated: the shard index at its end is gone
     bad = verify_store(str(path), repair=True)
-    assert [str(b).split(" (")[0] for b in bad] == ["strength shard 1", "orientation shard 3"]
-    assert "rows 12-15, images val_000000, val_000001, val_000002, val_000003" in str(bad[1])
+    assert [str(b).split(" (")[0] for b in bad] == ["strength shard 1", "orientation shard 2"]
+    assert "rows 12-17, images val_000000, val_000001, val_000002, val_000003 and 2 more" in str(bad[1])
     result = run_contours(sharded, path, workers=1)
     assert result.complete and result.computed_chunks == 2
 
@@ -178,6 +181,6 @@ def test_an_unsharded_format_2_store_reads_correctly_and_is_rebuilt_with_a_messa
     with pytest.raises(StoreError, match=r"is complete but is stale \(changed: format\); rerun `clips4 contours"):
         run_contours(sharded, old_path, workers=1)
     result = run_contours(sharded, old_path, workers=1, rebuild=True)
-    assert result.complete and result.computed_chunks == 5
+    assert result.complete and result.computed_chunks == 3
     assert clips4.cache.open(str(old_path)).attrs["format"] == STORE_FORMAT == 3
     _assert_same_store(current, old_path)

@@ -106,19 +106,26 @@ def rows_per_chunk(bytes_per_row: int, chunk_mb: float, rows: int) -> int:
 
 
 def chunks_per_shard(
-    rows_per_chunk: int, rows: int, files_per_unit: int, images_per_file: int, rows_per_image: float = 1.0
+    rows_per_chunk: int,
+    rows: int,
+    files_per_unit: int,
+    images_per_file: int,
+    rows_per_image: float = 1.0,
+    fixed_files: int = 0,
 ) -> int:
     """Chunks per shard so that a store has at most one file per ``images_per_file`` images.
 
-    A work unit writes ``files_per_unit`` files (one shard per row array, plus its done flag), so it covers
-    ``images_per_file * files_per_unit`` images (``rows_per_image`` rows each: segments per image for the
-    segments store). Never more chunks than the store has; ``images_per_file`` 0 gives one chunk per shard.
+    A store of U work units has ``fixed_files + U * files_per_unit`` files (metadata, plus one shard per row
+    array and a done flag per unit), so U is the largest count that keeps that at most
+    ``images / images_per_file`` (``rows_per_image`` rows per image: segments per image for the segments store),
+    and at least 1. ``images_per_file`` 0 gives one chunk per shard (the finest work units).
     """
+    total_chunks = max(1, math.ceil(rows / rows_per_chunk))
     if images_per_file <= 0:
         return 1
-    wanted_rows = math.ceil(images_per_file * files_per_unit * rows_per_image)
-    total_chunks = max(1, math.ceil(rows / rows_per_chunk))
-    return int(min(total_chunks, max(1, math.ceil(wanted_rows / rows_per_chunk))))
+    images = rows / max(rows_per_image, 1e-9)
+    units = max(1, int((images / images_per_file - fixed_files) // files_per_unit))
+    return int(min(total_chunks, max(1, math.ceil(total_chunks / units))))
 
 
 def sharded_layout(
@@ -128,9 +135,15 @@ def sharded_layout(
     arrays: Mapping[str, ArraySpec],
     images_per_file: int,
     rows_per_image: float = 1.0,
+    static_arrays: int = 0,
 ) -> StoreLayout:
-    """A layout whose shards hold ``images_per_file`` images per file (see :func:`chunks_per_shard`)."""
-    per_shard = chunks_per_shard(rows_per_chunk, rows, len(arrays) + 1, images_per_file, rows_per_image)
+    """A layout with at most one file per ``images_per_file`` images (see :func:`chunks_per_shard`): the root
+    and each array's ``zarr.json`` (row arrays, ``done``, ``static_arrays`` written whole with one chunk file)
+    are the fixed files."""
+    fixed = 1 + len(arrays) + 1 + 2 * static_arrays
+    per_shard = chunks_per_shard(
+        rows_per_chunk, rows, len(arrays) + 1, images_per_file, rows_per_image, fixed_files=fixed
+    )
     return StoreLayout(kind, rows, rows_per_chunk, arrays, per_shard)
 
 

@@ -82,6 +82,7 @@ def run_segments(
         },
         params.cache.images_per_file,
         rows_per_image=total / max(1, len(image_ids)),
+        static_arrays=1,  # offsets
     )
     inputs = {
         "superpixels": {"path": str(superpixels), "fingerprint": regions.attrs["fingerprint"]},
