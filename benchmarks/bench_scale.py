@@ -182,7 +182,10 @@ def main() -> None:
         "stages": {},
         "stores": {},
     }
-    probe = "import torch; print(torch.__version__); print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none')"
+    probe = (
+        "import torch; print(torch.__version__); "
+        "print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none')"
+    )
     versions = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
     results["torch"], results["gpu"] = ([*versions.stdout.split("\n"), "", ""])[:2]
     for stage in STAGES:
