@@ -22,7 +22,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import fourier_gaussian, gaussian_filter
 from tqdm import tqdm
 
 from clips4.data.images import write_jpeg, write_palette_png
@@ -95,8 +95,16 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else 7, index])
 
 
+#: Above this sigma (images larger than about 120 px), smooth noise is filtered in Fourier space.
+DIRECT_SMOOTHING_MAX_SIGMA = 12.0
+
+
 def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
-    noise = gaussian_filter(rng.standard_normal((size, size)), sigma)
+    white = rng.standard_normal((size, size))
+    if sigma <= DIRECT_SMOOTHING_MAX_SIGMA:  # the default 96 px world (sigma 9.6): unchanged
+        noise = gaussian_filter(white, sigma)
+    else:  # the same Gaussian, periodic at the borders: 500 px images (sigma 50) take seconds less each
+        noise = np.fft.irfft2(fourier_gaussian(np.fft.rfft2(white), sigma, n=size), s=white.shape)
     return noise / (noise.std() + 1e-8)
 
 
