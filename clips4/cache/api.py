@@ -83,6 +83,10 @@ class CacheStore:
         return f"<{type(self).__name__} {self.path} {'complete' if self.complete else 'INCOMPLETE'}: {shapes}>"
 
 
+#: About how much data ``ImageStore.iter_rows`` decodes per read (MB, uncompressed).
+READ_BLOCK_MB = 16.0
+
+
 class RowStore(CacheStore):
     """A store filled chunk by chunk along its rows (images or segments); knows which rows are complete."""
 
@@ -185,13 +189,35 @@ class ImageStore(RowStore):
         """``(row, image(row))`` for the complete rows of ``split`` (all by default), one chunk read at a time."""
         return self.iter_rows(*(self.splits[split] if split else (0, self.num_rows)))
 
+    def read_block_rows(self) -> int:
+        """Rows ``iter_rows`` reads at once: whole chunks, about ``READ_BLOCK_MB`` of data, within one shard.
+
+        One read of a sharded array costs a shard-index read plus the chunks, so reading a chunk at a time was
+        3x slower in order than before sharding; a block of several chunks pays the index once.
+        """
+        row_bytes = sum(
+            int(np.prod(array.shape[1:])) * array.dtype.itemsize
+            for name, array in self._arrays.items()
+            if name != "done"
+        )
+        chunk_bytes = max(1, row_bytes * self.rows_per_chunk)
+        chunks = max(1, int(READ_BLOCK_MB * 1e6 // chunk_bytes))
+        rows = chunks * self.rows_per_chunk
+        shard = self.rows_per_shard
+        return (
+            shard
+            if rows >= shard
+            else max(d for d in range(self.rows_per_chunk, rows + 1, self.rows_per_chunk) if shard % d == 0)
+        )
+
     def iter_rows(self, first: int, stop: int) -> Iterator[tuple[int, Any]]:
-        """``(row, image(row))`` for the complete rows in ``[first, stop)``, one chunk read at a time."""
-        # Chunks never straddle shards (a shard is a whole number of chunks): one done flag covers a chunk.
-        for chunk_start in range(first - first % self.rows_per_chunk, stop, self.rows_per_chunk):
+        """``(row, image(row))`` for the complete rows in ``[first, stop)``, one block of chunks read at a time."""
+        step = self.read_block_rows()
+        # A block divides its shard (a shard is a whole number of blocks): one done flag covers a block.
+        for chunk_start in range(first - first % step, stop, step):
             if not self._done[chunk_start // self.rows_per_shard]:
                 continue
-            rows = range(max(first, chunk_start), min(stop, chunk_start + self.rows_per_chunk))
+            rows = range(max(first, chunk_start), min(stop, chunk_start + step))
             self._require(rows.start, f"image {self.attrs['image_ids'][rows.start]!r} (row {rows.start})")
             block = {name: array[rows.start : rows.stop] for name, array in self._arrays.items() if name != "done"}
             for row in rows:
