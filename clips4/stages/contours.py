@@ -17,7 +17,7 @@ import numpy as np
 
 from clips4.cache.store import ArraySpec, ChunkedStore, code_digest, rows_per_chunk, sharded_layout
 from clips4.params import Params
-from clips4.stages.common import CONTOURS_STORE, ImageList, StageResult, fill_chunks, image_list, pad_to
+from clips4.stages.common import CONTOURS_STORE, ImageList, StageResult, fill_units, image_list, pad_to
 
 
 def contours_parts(params: Params, images: ImageList) -> dict[str, Any]:
@@ -85,8 +85,7 @@ def run_contours(
         shard=shard,
     )
 
-    def task(unit: int) -> None:
-        start, stop = layout.unit_rows(unit)
+    def compute(start: int, stop: int) -> dict[str, np.ndarray]:
         strength = np.zeros((stop - start, height, width), np.float16)
         orientation = np.zeros_like(strength)
         extent = np.zeros((stop - start, 2), np.int32)
@@ -98,10 +97,10 @@ def run_contours(
             on_boundary = np.where(contour_map.strength > 0, contour_map.orientation, 0)
             orientation[k] = pad_to(on_boundary.astype(np.float16), (height, width))
             extent[k] = contour_map.strength.shape
-        store.write_unit(unit, {"strength": strength, "orientation": orientation, "extent": extent})
+        return {"strength": strength, "orientation": orientation, "extent": extent}
 
     pending = store.pending(shard)
     # HED runs torch, which parallelises itself and must not be forked after initialisation: one process.
     workers = 1 if params.contours.method == "hed" else workers
-    fill_chunks(store, pending, task, workers=workers, desc=f"contours ({params.contours.method})")
+    fill_units(store, pending, compute, workers=workers, desc=f"contours ({params.contours.method})")
     return StageResult(str(out), layout.rows, len(pending), layout.num_units, store.finish())

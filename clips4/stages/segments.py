@@ -32,7 +32,7 @@ from clips4.cache.store import (
     sharded_layout,
 )
 from clips4.params import Params
-from clips4.stages.common import DENSE_STORE, SEGMENTS_STORE, SUPERPIXELS_STORE, StageResult, fill_chunks
+from clips4.stages.common import DENSE_STORE, SEGMENTS_STORE, SUPERPIXELS_STORE, StageResult, fill_units
 
 
 def dense_rows_for(superpixel_ids: list[str], dense_ids: list[str], dense_path: str | Path) -> np.ndarray:
@@ -118,8 +118,7 @@ def run_segments(
         shard=shard,
     )
 
-    def task(unit: int) -> None:
-        start, stop = layout.unit_rows(unit)
+    def compute(start: int, stop: int) -> dict[str, np.ndarray]:
         first = int(np.searchsorted(offsets, start, side="right")) - 1
         last = int(np.searchsorted(offsets, stop - 1, side="right")) - 1
         labels = regions["labels"][first : last + 1]
@@ -150,8 +149,8 @@ def run_segments(
             out_embeddings[lo - start : hi - start] = vectors[source]
             out_area[lo - start : hi - start] = area[source]
             out_image[lo - start : hi - start] = image
-        store.write_unit(unit, {"embeddings": out_embeddings, "image_index": out_image, "area": out_area})
+        return {"embeddings": out_embeddings, "image_index": out_image, "area": out_area}
 
     pending = store.pending(shard)
-    fill_chunks(store, pending, task, workers=workers, desc="segments")
+    fill_units(store, pending, compute, workers=workers, desc="segments")
     return StageResult(str(out), total, len(pending), layout.num_units, store.finish())

@@ -34,7 +34,7 @@ from clips4.stages.common import (
     REPORTS_DIR,
     SUPERPIXELS_STORE,
     StageResult,
-    fill_chunks,
+    fill_units,
     pad_to,
 )
 
@@ -91,8 +91,7 @@ def run_ucm(
         out, layout, parts, attrs, stage="ucm", clevel=params.cache.clevel, rebuild=rebuild, shard=shard
     )
 
-    def task(unit: int) -> None:
-        start, stop = layout.unit_rows(unit)
+    def compute(start: int, stop: int) -> dict[str, np.ndarray]:
         saliency = np.zeros((stop - start, 2, height, width), np.float32)
         labels = np.full((stop - start, height, width), -1, np.int32)
         num_regions = np.zeros(stop - start, np.int32)
@@ -104,10 +103,10 @@ def run_ucm(
             labels[k] = pad_to(superpixels, (height, width), -1)
             num_regions[k] = int(superpixels.max()) + 1
             extent[k] = superpixels.shape
-        store.write_unit(unit, {"ucm": saliency, "labels": labels, "num_regions": num_regions, "extent": extent})
+        return {"ucm": saliency, "labels": labels, "num_regions": num_regions, "extent": extent}
 
     pending = store.pending(shard)
-    fill_chunks(store, pending, task, workers=workers, desc="ucm")
+    fill_units(store, pending, compute, workers=workers, desc="ucm")
     complete = store.finish()
     if complete:
         from clips4.stages.segments_report import write_quality_report
