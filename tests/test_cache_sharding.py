@@ -184,3 +184,13 @@ def test_an_unsharded_format_2_store_reads_correctly_and_is_rebuilt_with_a_messa
     assert result.complete and result.computed_chunks == 3
     assert clips4.cache.open(str(old_path)).attrs["format"] == STORE_FORMAT == 3
     _assert_same_store(current, old_path)
+
+
+def test_workers_share_one_work_unit_and_the_parent_writes_it_whole(project, monkeypatch, tmp_path):  # noqa: F811
+    monkeypatch.chdir(project)
+    one_unit = load_params("params.yaml", overrides={"cache.images_per_file": 64})  # 18 images: one shard
+    single = run_contours(one_unit, tmp_path / "single.zarr", workers=1)
+    shared = run_contours(one_unit, tmp_path / "shared.zarr", workers=2)  # 2 processes on pieces of the unit
+    assert single.total_chunks == shared.total_chunks == 1 and shared.complete
+    assert len(list((tmp_path / "shared.zarr" / "strength" / "c").iterdir())) == 1
+    _assert_same_store(tmp_path / "single.zarr", tmp_path / "shared.zarr")
