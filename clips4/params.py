@@ -52,6 +52,10 @@ class SynthParams:
     """The synthetic world (``clips4 synth``)."""
 
     image_size: int = _int(96, 32, 1024)
+    # Rectangular images (benchmarks/bench_scale.py: 500x375, VOC/COCO-like); null: image_size. Not in params.yaml,
+    # so the default world (and its dvc.lock entry) is unchanged.
+    image_width: int | None = _int(None, 32, 2048)  # type: ignore[arg-type]
+    image_height: int | None = _int(None, 32, 2048)  # type: ignore[arg-type]
     train_images: int = _int(6000, 1)
     val_images: int = _int(500, 1)
     min_stuff: int = _int(2, 1, 6)
@@ -160,6 +164,9 @@ class CacheParams:
 
     chunk_mb: float = _float(0.25, 0.0, open_lo=True)  # target uncompressed chunk size; images per chunk follow
     clevel: int = _int(5, 1, 9)  # zstd level of the Blosc codec
+    # Files per store: a work unit (one shard file per array + its done flag) covers this many images per file
+    # (docs/caches.md "Sharding"); 0: one chunk per shard (the finest work units, for tests)
+    images_per_file: int = _int(64, 0, 1_000_000)
 
 
 @dataclass(frozen=True)

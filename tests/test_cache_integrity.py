@@ -185,7 +185,7 @@ def segments_stores(params, tmp_path):
     run_contours(params, paths["contours"], workers=1)
     run_ucm(params, paths["contours"], paths["superpixels"], workers=1, reports_dir=tmp_path / "reports")
     run_clip_dense(params, paths["dense"])
-    small = load_params("params.yaml", overrides={"cache.chunk_mb": 0.002})
+    small = load_params("params.yaml", overrides={"cache.chunk_mb": 0.002, "cache.images_per_file": 0})
     run_segments(small, paths["superpixels"], paths["dense"], paths["segments"], workers=1)
     return small, paths
 
@@ -217,23 +217,23 @@ def test_lost_and_truncated_chunks_are_named_never_served_and_recomputed(segment
     )
     verify = runner.invoke(app, ["cache", "verify", str(path)])
     assert verify.exit_code == 1
-    assert f"embeddings chunk 1 (rows 27-53, images {image_in(1)}" in verify.output and "missing" in verify.output
-    assert f"embeddings chunk 3 (rows 81-107, images {image_in(3)}" in verify.output
+    assert f"embeddings shard 1 (rows 27-53, images {image_in(1)}" in verify.output and "missing" in verify.output
+    assert f"embeddings shard 3 (rows 81-107, images {image_in(3)}" in verify.output
     assert "cannot be decoded" in verify.output and "2 bad chunk(s)" in verify.output
 
-    with pytest.raises(StoreError, match=rf"segments of image '{image_in(1)}' is in chunk 1, whose file of embeddings"):
+    with pytest.raises(StoreError, match=rf"segments of image '{image_in(1)}' is in shard 1, whose file of embeddings"):
         damaged.segments_of(image_in(1))
     with pytest.raises(
-        StoreError, match=rf"segments of image '{image_in(3)}': .*embeddings chunk 3 \(embeddings/c/3/0; rows 81-107"
+        StoreError, match=rf"segments of image '{image_in(3)}': .*embeddings shard 3 \(embeddings/c/3/0; rows 81-107"
     ):
         damaged.segments_of(image_in(3))
-    with pytest.raises(StoreError, match=r"1 chunk\(s\) marked done lost their files \(first: chunk 1 of embeddings"):
+    with pytest.raises(StoreError, match=r"1 shard\(s\) marked done lost their files \(first: shard 1 of embeddings"):
         run_prototypes(params, path, tmp_path / "prototypes.zarr")
 
     # A rerun recomputes exactly the lost chunk; the truncated one is still refused, by name, in prototypes.
     result = run_segments(params, paths["superpixels"], paths["dense"], path, workers=1)
     assert result.complete and result.computed_chunks == 1
-    with pytest.raises(StoreError, match=r"embeddings chunk 3 .* cannot be read"):
+    with pytest.raises(StoreError, match=r"embeddings shard 3 .* cannot be read"):
         run_prototypes(params, path, tmp_path / "prototypes.zarr")
     repaired = runner.invoke(app, ["cache", "verify", str(path), "--repair"])
     assert repaired.exit_code == 1 and "marked not done" in repaired.output
@@ -252,9 +252,9 @@ def test_float_arrays_fill_with_nan_and_reads_refuse_it(segments_stores):
     assert np.isnan(store.arrays["features"].array.fill_value)
     (path / "features" / "c" / "0" / "0" / "0" / "0").unlink()
     store = clips4.cache.open(str(path))  # even when the listing is bypassed, the NaN fill is refused
-    with pytest.raises(StoreError, match=r"features chunk 0 .*images train_000000.* holds the fill value NaN"):
+    with pytest.raises(StoreError, match=r"features shard 0 .*images train_000000.* holds the fill value NaN"):
         store.arrays["features"][0]
-    with pytest.raises(StoreError, match=r"image 'train_000001' \(row 1\): .* features chunk 0 .* NaN"):
+    with pytest.raises(StoreError, match=r"image 'train_000001' \(row 1\): .* features shard 0 .* NaN"):
         store.__dict__["_lost"] = {}  # as if the file vanished after the store was opened
         store.image("train_000001")
 

@@ -27,7 +27,7 @@ TINY = {
     "synth": {"image_size": 48, "train_images": 12, "val_images": 6},
     "clip": {"model": "clips4-test-vit", "pretrained": "synth", "window": 48, "stride": 16, "batch_size": 4},
     # 0.02 MB chunks: two 48x48 images per contours chunk, so every store has several chunks.
-    "cache": {"chunk_mb": 0.02},
+    "cache": {"chunk_mb": 0.02, "images_per_file": 0},
     "ucm": {"regions": 10, "quality_images": 4},
 }
 

@@ -374,7 +374,8 @@ def test_dvc_stage_declares_what_the_stage_reads(project: Path) -> None:
     from clips4.stages.prototypes import run_prototypes
 
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["prototypes"]
-    assert stage["outs"] == [{"data/cache/prototypes.zarr": {"persist": True}}]  # DVC must not delete it first
+    # persist: DVC must not delete it first; cache: false: no second copy in .dvc/cache (issue 12)
+    assert stage["outs"] == [{"data/cache/prototypes.zarr": {"cache": False, "persist": True}}]
     seen: set[str] = set()
     for source in ("superpixels", "clip_kmeans"):  # the keys either segment source reads
         params = load_params("params.yaml", overrides={"fold": 2, "prototypes.source": source})

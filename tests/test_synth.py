@@ -92,3 +92,16 @@ def test_video_layout_and_instances(tmp_path):
         assert 1 <= video.num_objects <= 3
         assert all(set(np.unique(m)) <= set(range(video.num_objects + 1)) for m in video.masks)
         assert not np.array_equal(video.masks[0], video.masks[-1])  # the objects move
+
+
+def test_rectangular_images_crop_the_square_scene_and_leave_the_default_world_alone():
+    wide = SynthParams(image_width=120, image_height=80)
+    sample = generate_image(wide, 0, "train", 3)
+    assert sample.image.shape == (80, 120, 3) and sample.label.shape == (80, 120)
+    present = {c for c in np.unique(sample.label) if c != IGNORE_INDEX}
+    assert {CLASS_NAMES[c] for c in present} == set(sample.classes)
+    square, default = (
+        generate_image(SynthParams(image_width=96, image_height=96), 0, "train", 3),
+        generate_image(SynthParams(), 0, "train", 3),
+    )
+    np.testing.assert_array_equal(square.image, default.image)  # unset width/height: image_size, as before

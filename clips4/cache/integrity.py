@@ -31,8 +31,30 @@ async def _list(store: Any, prefix: str) -> set[str]:
 
 
 def chunk_key(array: zarr.Array, chunk: int) -> str:
-    """The store key of chunk ``chunk`` along the rows (a row array has one chunk across its other axes)."""
+    """The store key of file ``chunk`` along the rows: the shard of a sharded array (its metadata's chunk grid is
+    the shard grid), else the chunk (a row array has one file across its other axes)."""
     return f"{array.path}/{array.metadata.encode_chunk_key((chunk,) + (0,) * (array.ndim - 1))}"
+
+
+def file_rows(array: zarr.Array) -> int:
+    """Rows per file of a row array: its shard's rows when sharded (format 3), else its chunk's (format 2)."""
+    return int((array.shards or array.chunks)[0])
+
+
+def unit_rows(attrs: Any) -> int:
+    """Rows per work unit (one done flag, one file per row array) from a store's attributes; a format-2 store
+    (unsharded) has one chunk per work unit."""
+    return int(attrs.get("rows_per_shard", attrs.get("rows_per_chunk", 1)))
+
+
+def unit_word(attrs: Any) -> str:
+    """What a work unit of a store is called in messages: "shard" (format 3) or "chunk" (format 2)."""
+    return "shard" if "rows_per_shard" in attrs else "chunk"
+
+
+def file_word(array: zarr.Array) -> str:
+    """What a file of the array is called in messages: "shard" (sharded) or "chunk"."""
+    return "shard" if array.shards else "chunk"
 
 
 def present_chunks(array: zarr.Array, chunks: Iterable[int]) -> set[int]:
@@ -57,11 +79,11 @@ def row_arrays(group: zarr.Group) -> list[str]:
         return [str(name) for name in group.attrs["row_arrays"]]
     if "rows" not in group.attrs or "rows_per_chunk" not in group.attrs:
         return []
-    rows, step = int(group.attrs["rows"]), int(group.attrs["rows_per_chunk"])
+    rows, step = int(group.attrs["rows"]), unit_rows(group.attrs)
     return [
         str(name)
         for name, array in group.arrays()
-        if name != "done" and array.shape[:1] == (rows,) and array.chunks[:1] == (step,)
+        if name != "done" and array.shape[:1] == (rows,) and file_rows(array) == step
     ]
 
 
@@ -92,7 +114,7 @@ class RowNames:
 
     def __init__(self, group: zarr.Group) -> None:
         self.group = group
-        self.rows_per_chunk = int(group.attrs.get("rows_per_chunk", 1))
+        self.rows_per_unit = unit_rows(group.attrs)
 
     @functools.cached_property
     def _ids(self) -> list[str]:
@@ -117,8 +139,9 @@ class RowNames:
         return self._ids[start:stop]
 
     def chunk_rows(self, chunk: int, total: int) -> tuple[int, int]:
-        start = chunk * self.rows_per_chunk
-        return start, min(start + self.rows_per_chunk, total)
+        """The rows of work unit (file) ``chunk``."""
+        start = chunk * self.rows_per_unit
+        return start, min(start + self.rows_per_unit, total)
 
     def describe(self, chunk: int, total: int) -> str:
         start, stop = self.chunk_rows(chunk, total)
@@ -165,7 +188,8 @@ class CheckedArray:
     def _where(self, chunk: int) -> str:
         total = int(self._array.shape[0])
         rows = self._rows.describe(chunk, total)
-        return f"{self._path}: {self._name} chunk {chunk} ({chunk_key(self._array, chunk)}; {rows})"
+        word = file_word(self._array)
+        return f"{self._path}: {self._name} {word} {chunk} ({chunk_key(self._array, chunk)}; {rows})"
 
     def __getitem__(self, selection: Any) -> np.ndarray:
         try:
@@ -175,7 +199,7 @@ class CheckedArray:
         if values.dtype.kind == "f" and values.size and np.isnan(values).any():
             start, _ = _row_range(selection, int(self._array.shape[0]))
             offset = int(np.argwhere(np.isnan(values))[0][0]) if values.ndim == self._array.ndim else 0
-            chunk = (start + offset) // int(self._array.chunks[0])
+            chunk = (start + offset) // file_rows(self._array)
             raise StoreError(
                 f"{self._where(chunk)} holds the fill value NaN: its file is missing or was never written; "
                 f"rerun `clips4 {self._stage}` to recompute it (`clips4 cache verify {self._path}` lists bad chunks)"
@@ -184,7 +208,7 @@ class CheckedArray:
 
     def _decode_message(self, selection: Any, err: Exception) -> str:
         start, stop = _row_range(selection, int(self._array.shape[0]))
-        step = int(self._array.chunks[0])
+        step = file_rows(self._array)
         bad = first_bad_chunk(self._array, range(start // step, (stop - 1) // step + 1))
         where = self._where(bad) if bad is not None else f"{self._path}: {self._name} rows {start}-{stop - 1}"
         return (
@@ -194,8 +218,8 @@ class CheckedArray:
 
 
 def first_bad_chunk(array: zarr.Array, chunks: range) -> int | None:
-    """The first row chunk in ``chunks`` that fails to decode (the error path only: one read per chunk)."""
-    step = int(array.chunks[0])
+    """The first row file (shard or chunk) in ``chunks`` that fails to decode (the error path only)."""
+    step = file_rows(array)
     for chunk in chunks:
         try:
             array[chunk * step : min((chunk + 1) * step, array.shape[0])]
@@ -227,9 +251,11 @@ class BadChunk:
     chunk: int
     where: str
     problem: str
+    #: "shard" for a sharded array's file (format 3), else "chunk"
+    word: str = "chunk"
 
     def __str__(self) -> str:
-        return f"{self.array} chunk {self.chunk} ({self.where}): {self.problem}"
+        return f"{self.array} {self.word} {self.chunk} ({self.where}): {self.problem}"
 
 
 def verify(group: zarr.Group, path: str) -> list[BadChunk]:
@@ -245,22 +271,23 @@ def verify(group: zarr.Group, path: str) -> list[BadChunk]:
         if name not in group or done is None:
             continue
         array = group[name]
+        word = file_word(array)
         present = present_chunks(array, np.flatnonzero(done))
         total = int(array.shape[0])
         for chunk in np.flatnonzero(done):
             chunk = int(chunk)
             where = rows.describe(chunk, total)
             if chunk not in present:
-                bad.append(BadChunk(name, chunk, where, f"file {chunk_key(array, chunk)} missing"))
+                bad.append(BadChunk(name, chunk, where, f"file {chunk_key(array, chunk)} missing", word))
                 continue
             start, stop = rows.chunk_rows(chunk, total)
             try:
                 values = array[start:stop]
             except Exception as err:
-                bad.append(BadChunk(name, chunk, where, f"cannot be decoded ({type(err).__name__}: {err})"))
+                bad.append(BadChunk(name, chunk, where, f"cannot be decoded ({type(err).__name__}: {err})", word))
                 continue
             if values.dtype.kind == "f" and np.isnan(values).any():
-                bad.append(BadChunk(name, chunk, where, "holds NaN (the fill value)"))
+                bad.append(BadChunk(name, chunk, where, "holds NaN (the fill value)", word))
     for name in names:
         if name in group and name not in row_arrays(group):
             try:

@@ -36,14 +36,16 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync
 
 from clips4 import __version__
 from clips4.cache.errors import StoreError
-from clips4.cache.integrity import CheckedGroup, mark_not_done, missing_chunks
+from clips4.cache.integrity import CheckedGroup, chunk_key, mark_not_done, missing_chunks, unit_word
 
 #: Version of the on-disk layout; part of every fingerprint, so a layout change rebuilds old stores.
 #: 2: NaN fill values, a file for every written chunk, per-part fingerprints, content-hashed images, no timestamps.
-STORE_FORMAT = 2
+#: 3: row arrays sharded (zarr's sharding codec): one file per work unit and array, done flags per work unit.
+STORE_FORMAT = 3
 #: How long shards other than rank 0 wait for rank 0's store (seconds), and how often they look.
 SHARD_WAIT_S = 600.0
 SHARD_POLL_S = 1.0
@@ -69,26 +71,80 @@ class ArraySpec:
 
 @dataclass(frozen=True)
 class StoreLayout:
-    """What a store holds: ``rows`` rows in chunks of ``rows_per_chunk``, and its row arrays."""
+    """What a store holds: ``rows`` rows and its row arrays.
+
+    Each row array is sharded: a *work unit* of ``rows_per_shard`` rows (``chunks_per_shard`` chunks of
+    ``rows_per_chunk`` rows) is one file per array and one done flag. A random read decodes one chunk; a writer
+    always writes whole work units, so no two processes ever write into the same shard file (zarr 3.1 loses data
+    on concurrent partial writes to one shard).
+    """
 
     kind: str
     rows: int
     rows_per_chunk: int
     arrays: Mapping[str, ArraySpec] = field(default_factory=dict)
+    chunks_per_shard: int = 1
 
     @property
-    def num_chunks(self) -> int:
-        return max(1, math.ceil(self.rows / self.rows_per_chunk))
+    def rows_per_shard(self) -> int:
+        return self.rows_per_chunk * self.chunks_per_shard
 
-    def chunk_rows(self, chunk: int) -> tuple[int, int]:
-        """The ``[start, stop)`` rows of one chunk."""
-        start = chunk * self.rows_per_chunk
-        return start, min(start + self.rows_per_chunk, self.rows)
+    @property
+    def num_units(self) -> int:
+        """Work units (= shards of every row array = done flags)."""
+        return max(1, math.ceil(self.rows / self.rows_per_shard))
+
+    def unit_rows(self, unit: int) -> tuple[int, int]:
+        """The ``[start, stop)`` rows of one work unit (one shard)."""
+        start = unit * self.rows_per_shard
+        return start, min(start + self.rows_per_shard, self.rows)
 
 
 def rows_per_chunk(bytes_per_row: int, chunk_mb: float, rows: int) -> int:
     """Rows per chunk so that one chunk holds about ``chunk_mb`` MB uncompressed (at least one row)."""
     return int(min(max(1, rows), max(1, (chunk_mb * 1e6) // max(1, bytes_per_row))))
+
+
+def chunks_per_shard(
+    rows_per_chunk: int,
+    rows: int,
+    files_per_unit: int,
+    images_per_file: int,
+    rows_per_image: float = 1.0,
+    fixed_files: int = 0,
+) -> int:
+    """Chunks per shard so that a store has at most one file per ``images_per_file`` images.
+
+    A store of U work units has ``fixed_files + U * files_per_unit`` files (metadata, plus one shard per row
+    array and a done flag per unit), so U is the largest count that keeps that at most
+    ``images / images_per_file`` (``rows_per_image`` rows per image: segments per image for the segments store),
+    and at least 1. ``images_per_file`` 0 gives one chunk per shard (the finest work units).
+    """
+    total_chunks = max(1, math.ceil(rows / rows_per_chunk))
+    if images_per_file <= 0:
+        return 1
+    images = rows / max(rows_per_image, 1e-9)
+    units = max(1, int((images / images_per_file - fixed_files) // files_per_unit))
+    return int(min(total_chunks, max(1, math.ceil(total_chunks / units))))
+
+
+def sharded_layout(
+    kind: str,
+    rows: int,
+    rows_per_chunk: int,
+    arrays: Mapping[str, ArraySpec],
+    images_per_file: int,
+    rows_per_image: float = 1.0,
+    static_arrays: int = 0,
+) -> StoreLayout:
+    """A layout with at most one file per ``images_per_file`` images (see :func:`chunks_per_shard`): the root
+    and each array's ``zarr.json`` (row arrays, ``done``, ``static_arrays`` written whole with one chunk file)
+    are the fixed files."""
+    fixed = 1 + len(arrays) + 1 + 2 * static_arrays
+    per_shard = chunks_per_shard(
+        rows_per_chunk, rows, len(arrays) + 1, images_per_file, rows_per_image, fixed_files=fixed
+    )
+    return StoreLayout(kind, rows, rows_per_chunk, arrays, per_shard)
 
 
 def code_digest(*modules: str) -> str:
@@ -239,6 +295,7 @@ class ChunkedStore:
             "clips4_version": __version__,
             "rows": layout.rows,
             "rows_per_chunk": layout.rows_per_chunk,
+            "rows_per_shard": layout.rows_per_shard,
             "row_arrays": list(layout.arrays),
             "arrays": names,
             "complete": False,
@@ -249,59 +306,70 @@ class ChunkedStore:
             with zarr.config.set({"array.write_empty_chunks": True}):
                 for name, spec in layout.arrays.items():
                     shape, chunks = (layout.rows, *spec.shape), (layout.rows_per_chunk, *spec.shape)
-                    _ensure_array(group, name, shape, chunks, spec.dtype, spec.fill_value, compressor)
+                    shards = (layout.rows_per_shard, *spec.shape)
+                    _ensure_array(group, name, shape, chunks, spec.dtype, spec.fill_value, compressor, shards)
                 for name, values in (static or {}).items():
                     array = _ensure_array(
                         group, name, values.shape, values.shape or (1,), values.dtype.str, 0, compressor
                     )
                     array[...] = values
                 # Created last: other ranks take the store as ready once it exists.
-                _ensure_array(group, "done", (layout.num_chunks,), (1,), "uint8", 0, None)
+                _ensure_array(group, "done", (layout.num_units,), (1,), "uint8", 0, None)
         else:
             group = _wait_for_store(path, store_fingerprint, names, shard, SHARD_WAIT_S if wait_s is None else wait_s)
         store = cls(path, group, layout)
-        store.recheck_done(store.shard_chunks(shard))
+        store.recheck_done(store.shard_units(shard))
         return store
 
-    def shard_chunks(self, shard: tuple[int, int] = (0, 1)) -> list[int]:
-        """The chunks of one shard: shard ``r`` of ``n`` owns the r-th of n contiguous chunk ranges."""
+    def shard_units(self, shard: tuple[int, int] = (0, 1)) -> list[int]:
+        """The work units of one process (``--shard r/n``): the r-th of n contiguous ranges of work units.
+
+        A work unit is a whole zarr shard of every row array, so two processes never share a shard file.
+        """
         rank, world = shard
-        bounds = np.linspace(0, self.layout.num_chunks, world + 1).round().astype(int)
+        bounds = np.linspace(0, self.layout.num_units, world + 1).round().astype(int)
         return list(range(int(bounds[rank]), int(bounds[rank + 1])))
 
-    def recheck_done(self, chunks: list[int]) -> list[int]:
-        """Mark the chunks of ``chunks`` that are done but lost a file not done; returns them."""
-        lost = missing_chunks(self.group, chunks)
+    def recheck_done(self, units: list[int]) -> list[int]:
+        """Mark the work units of ``units`` that are done but lost a file not done; returns them."""
+        lost = missing_chunks(self.group, units)
         if lost:
-            listed = "; ".join(f"chunk {j}: {', '.join(names)}" for j, names in list(lost.items())[:4])
-            _say(f"{self.path}: {len(lost)} chunk(s) marked done lost their files ({listed}); computing them again")
+            listed = "; ".join(f"shard {j}: {', '.join(names)}" for j, names in list(lost.items())[:4])
+            _say(f"{self.path}: {len(lost)} shard(s) marked done lost their files ({listed}); computing them again")
             mark_not_done(self.group, list(lost))
         return list(lost)
 
     def done_mask(self) -> np.ndarray:
-        """``[num_chunks]`` bool: which chunks are complete."""
+        """``[num_units]`` bool: which work units are complete."""
         return np.asarray(self.group["done"][:], dtype=bool)
 
     def pending(self, shard: tuple[int, int] = (0, 1)) -> list[int]:
-        """Incomplete chunks of this shard."""
-        mine = np.array(self.shard_chunks(shard), dtype=int)
+        """Incomplete work units of this process's shard of the work."""
+        mine = np.array(self.shard_units(shard), dtype=int)
         return [int(j) for j in mine[~self.done_mask()[mine]]] if len(mine) else []
 
-    def write_chunk(self, chunk: int, data: Mapping[str, np.ndarray]) -> None:
-        """Write every row array's rows of ``chunk``, then mark it done (the order is what makes resuming safe)."""
-        start, stop = self.layout.chunk_rows(chunk)
+    def write_unit(self, unit: int, data: Mapping[str, np.ndarray]) -> None:
+        """Write every row array's rows of work unit ``unit`` (a whole shard each), then mark it done (the order
+        is what makes resuming safe)."""
+        start, stop = self.layout.unit_rows(unit)
         missing = set(self.layout.arrays) - set(data)
         if missing:
-            raise ValueError(f"chunk {chunk} of {self.path}: no data for arrays {sorted(missing)}")
-        # Every chunk gets a file, even one equal to the fill value, so a missing file always means a lost chunk.
+            raise ValueError(f"work unit {unit} of {self.path}: no data for arrays {sorted(missing)}")
+        # zarr 3.1 reads a shard before writing it, even a whole one: a damaged file left by a killed or broken
+        # run would make the rewrite fail. The unit is not done, so its old files hold nothing to keep.
+        for name in self.layout.arrays:
+            array = self.group[name]
+            sync(array.store_path.store.delete(chunk_key(array, unit)))
+        # Every chunk gets written, even one equal to the fill value, so a missing file always means a lost shard.
         with zarr.config.set({"array.write_empty_chunks": True}):
             for name, values in data.items():
                 if values.shape[0] != stop - start:
                     raise ValueError(
-                        f"chunk {chunk} of {self.path}: {name} has {values.shape[0]} rows, expected {stop - start}"
+                        f"work unit {unit} of {self.path}: {name} has {values.shape[0]} rows, expected {stop - start}"
                     )
+                # One assignment of the whole shard: zarr encodes it and writes the file once (temp + rename).
                 self.group[name][start:stop] = values
-            self.group["done"][chunk] = 1
+            self.group["done"][unit] = 1
 
     def finish(self) -> bool:
         """Mark the store complete if every chunk is done; returns whether it is.
@@ -402,15 +470,18 @@ def _ensure_array(
     dtype: str,
     fill_value: float | int | None,
     compressor: BloscCodec | None,
+    shards: tuple[int, ...] | None = None,
 ) -> zarr.Array:
     """Create the array, or open it when it exists with the same layout (a resumed writer). An array whose
     metadata was deleted is created again: its chunk files, if any are left, belong to the same fingerprint."""
     if name in group:
         array = group[name]
-        if array.shape != tuple(shape) or array.chunks != tuple(chunks) or np.dtype(array.dtype) != np.dtype(dtype):
+        same = array.shape == tuple(shape) and array.chunks == tuple(chunks) and array.shards == shards
+        if not same or np.dtype(array.dtype) != np.dtype(dtype):
             raise StoreError(
-                f"{group.store}: array {name!r} has shape {array.shape}, chunks {array.chunks}, dtype {array.dtype}; "
-                f"expected {shape}, {chunks}, {dtype}. Delete the store and rerun the stage."
+                f"{group.store}: array {name!r} has shape {array.shape}, chunks {array.chunks}, shards "
+                f"{array.shards}, dtype {array.dtype}; expected {shape}, {chunks}, {shards}, {dtype}. Delete the "
+                "store and rerun the stage."
             )
         return array
     fill = ArraySpec(tuple(shape), dtype, fill_value).fill
@@ -418,6 +489,7 @@ def _ensure_array(
         name,
         shape=shape,
         chunks=chunks,
+        shards=shards,
         dtype=dtype,
         fill_value=fill,
         compressors=compressor if compressor is not None else None,
@@ -500,8 +572,9 @@ def validate_for_reading(
         lost = missing_chunks(group)
         if lost:
             first, names = next(iter(lost.items()))
+            word = unit_word(attrs)
             raise StoreError(
-                f"{path}: {len(lost)} chunk(s) marked done lost their files (first: chunk {first} of "
+                f"{path}: {len(lost)} {word}(s) marked done lost their files (first: {word} {first} of "
                 f"{', '.join(names)}); rerun `{command}` to recompute them (`clips4 cache verify {path}` lists them)"
             )
     return group

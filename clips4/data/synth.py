@@ -22,7 +22,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import fourier_gaussian, gaussian_filter
 from tqdm import tqdm
 
 from clips4.data.images import write_jpeg, write_palette_png
@@ -95,8 +95,16 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else 7, index])
 
 
+#: Above this sigma (images larger than about 120 px), smooth noise is filtered in Fourier space.
+DIRECT_SMOOTHING_MAX_SIGMA = 12.0
+
+
 def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
-    noise = gaussian_filter(rng.standard_normal((size, size)), sigma)
+    white = rng.standard_normal((size, size))
+    if sigma <= DIRECT_SMOOTHING_MAX_SIGMA:  # the default 96 px world (sigma 9.6): unchanged
+        noise = gaussian_filter(white, sigma)
+    else:  # the same Gaussian, periodic at the borders: 500 px images (sigma 50) take seconds less each
+        noise = np.fft.irfft2(fourier_gaussian(np.fft.rfft2(white), sigma, n=size), s=white.shape)
     return noise / (noise.std() + 1e-8)
 
 
@@ -208,10 +216,19 @@ def render_scene(
     return image, label
 
 
+def image_shape(params: SynthParams) -> tuple[int, int]:
+    """(height, width) of the world's images: ``image_height`` x ``image_width``, each ``image_size`` when unset."""
+    return params.image_height or params.image_size, params.image_width or params.image_size
+
+
 def generate_image(params: SynthParams, seed: int, split: str, index: int) -> SynthImage:
-    """The synthetic image ``index`` of ``split``: a pure function of its arguments."""
+    """The synthetic image ``index`` of ``split``: a pure function of its arguments.
+
+    A rectangular image is the top-left crop of the square scene of its longer side (a square world is unchanged).
+    """
     rng = scene_rng(seed, split, index)
-    size = params.image_size
+    height, width = image_shape(params)
+    size = max(height, width)
     num_stuff = int(rng.integers(params.min_stuff, params.max_stuff + 1))
     stuff_ids = [int(i) for i in rng.choice(len(STUFF), size=num_stuff, replace=False)]
     things = []
@@ -220,6 +237,7 @@ def generate_image(params: SynthParams, seed: int, split: str, index: int) -> Sy
         cy, cx = rng.uniform(radius, size - radius, 2)
         things.append((len(STUFF) + int(rng.integers(len(THINGS))), cy, cx, radius, rng.uniform(0, 2 * np.pi)))
     image, label = render_scene(rng, size, stuff_ids, things)
+    image, label = image[:height, :width], label[:height, :width]
     image = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
 
     counts = np.bincount(label.ravel(), minlength=len(CLASS_NAMES))

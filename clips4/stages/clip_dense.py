@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clips4.cache.store import ArraySpec, ChunkedStore, StoreLayout, code_digest, rows_per_chunk
+from clips4.cache.store import ArraySpec, ChunkedStore, code_digest, rows_per_chunk, sharded_layout
 from clips4.params import Params
 from clips4.stages.common import DENSE_STORE, ImageList, StageResult, image_list, pad_to
 
@@ -77,15 +77,16 @@ def run_clip_dense(
     height, width = images.max_size()
     grid_h, grid_w = math.ceil(height / step), math.ceil(width / step)
     dim = loaded.embed_dim
-    layout = StoreLayout(
-        kind="clip_dense",
-        rows=len(images),
-        rows_per_chunk=rows_per_chunk(2 * grid_h * grid_w * dim, params.cache.chunk_mb, len(images)),
-        arrays={
+    layout = sharded_layout(
+        "clip_dense",
+        len(images),
+        rows_per_chunk(2 * grid_h * grid_w * dim, params.cache.chunk_mb, len(images)),
+        {
             "features": ArraySpec((grid_h, grid_w, dim), "float16"),
             "extent": ArraySpec((2,), "int32"),
             "image_size": ArraySpec((2,), "int32"),
         },
+        params.cache.images_per_file,
     )
     attrs = {
         "image_ids": images.ids,
@@ -114,20 +115,22 @@ def run_clip_dense(
     )
     pending = store.pending(shard)
 
-    def read_chunk(chunk: int) -> list[np.ndarray]:
-        start, stop = layout.chunk_rows(chunk)
+    def read_unit(unit: int) -> list[np.ndarray]:
+        start, stop = layout.unit_rows(unit)
         return [images.read_image(row) for row in range(start, stop)]
 
-    total = layout.num_chunks
-    progress = tqdm(total=total, initial=total - len(pending), desc=f"clip_dense ({device.type})", unit="chunk")
-    # Decoding the next chunk's JPEGs overlaps with the forward passes of this one.
+    total = layout.num_units
+    # Progress in images: a work unit (one shard) holds up to hundreds of them.
+    done_rows = layout.rows - sum(stop - start for start, stop in map(layout.unit_rows, pending))
+    progress = tqdm(total=layout.rows, initial=done_rows, desc=f"clip_dense ({device.type})", unit="image")
+    # Decoding the next unit's JPEGs overlaps with the forward passes of this one.
     with progress, ThreadPoolExecutor(max_workers=1) as reader:
-        upcoming = reader.submit(read_chunk, pending[0]) if pending else None
-        for position, chunk in enumerate(pending):
+        upcoming = reader.submit(read_unit, pending[0]) if pending else None
+        for position, unit in enumerate(pending):
             pixels = upcoming.result()
             if position + 1 < len(pending):
-                upcoming = reader.submit(read_chunk, pending[position + 1])
-            start, stop = layout.chunk_rows(chunk)
+                upcoming = reader.submit(read_unit, pending[position + 1])
+            start, stop = layout.unit_rows(unit)
             features = np.zeros((stop - start, grid_h, grid_w, dim), np.float16)
             by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
             for k, image in enumerate(pixels):
@@ -136,8 +139,8 @@ def run_clip_dense(
                 same_size = [pixels[k] for k in members]
                 for k, dense in zip(members, dense_features_of(loaded, same_size, params, device), strict=True):
                     features[k] = pad_to(dense, (grid_h, grid_w, dim))
+                progress.update(len(members))
             image_size = np.array([image.shape[:2] for image in pixels], np.int32)
             extent = np.array([[math.ceil(h / step), math.ceil(w / step)] for h, w in image_size], np.int32)
-            store.write_chunk(chunk, {"features": features, "extent": extent, "image_size": image_size})
-            progress.update()
+            store.write_unit(unit, {"features": features, "extent": extent, "image_size": image_size})
     return StageResult(str(out), layout.rows, len(pending), total, store.finish())

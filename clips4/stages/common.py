@@ -7,6 +7,7 @@ index means the same image in contours.zarr, superpixels.zarr and clip_dense.zar
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -158,44 +159,80 @@ def parse_shard(shard: str | None, environ: Mapping[str, str] | None = None) -> 
     return rank, world
 
 
-_TASK: Callable[[int], None] | None = None
-#: Chunks a worker process handles before it is replaced by a fresh fork (see fill_chunks).
+#: What forked workers compute: ``compute(start, stop) -> {array: rows}`` (inherited through fork, never pickled).
+_COMPUTE: Callable[[int, int], dict[str, np.ndarray]] | None = None
+#: Pieces a worker process computes before it is replaced by a fresh fork (see fill_units).
 WORKER_CHUNKS = 16
 
 
-def _run_task(chunk: int) -> int:
-    assert _TASK is not None
-    _TASK(chunk)
-    return chunk
+def _run_piece(piece: tuple[int, int, int]) -> tuple[int, int, dict[str, np.ndarray]]:
+    assert _COMPUTE is not None
+    unit, start, stop = piece
+    return unit, start, _COMPUTE(start, stop)
 
 
-def fill_chunks(
-    store: ChunkedStore, pending: Sequence[int], task: Callable[[int], None], *, workers: int, desc: str
+def unit_pieces(store: ChunkedStore, pending: Sequence[int], processes: int) -> list[tuple[int, int, int]]:
+    """``(unit, start, stop)`` pieces of whole chunks: each pending unit cut into about ``processes`` pieces, so
+    that all processes work even when a store has fewer work units (shards) than processes."""
+    layout = store.layout
+    step = layout.rows_per_chunk * max(1, math.ceil(layout.chunks_per_shard / max(1, processes)))
+    pieces = []
+    for unit in pending:
+        first, stop = layout.unit_rows(unit)
+        pieces.extend((unit, start, min(start + step, stop)) for start in range(first, stop, step))
+    return pieces
+
+
+def fill_units(
+    store: ChunkedStore,
+    pending: Sequence[int],
+    compute: Callable[[int, int], dict[str, np.ndarray]],
+    *,
+    workers: int,
+    desc: str,
 ) -> None:
-    """Run ``task(chunk)`` (compute and ``store.write_chunk``) for every pending chunk, over forked processes.
+    """Compute the rows of every pending work unit with ``compute(start, stop)`` over forked processes, and write
+    each unit (a whole shard of every array) from this process once all its rows are in.
 
-    The task is inherited through ``fork`` (no pickling of models or datasets); children write their own
-    chunks, so only chunk numbers travel back for the progress bar.
+    Workers compute pieces of units and send their rows back; only this process writes, and only whole units, so
+    no shard is ever written in parts or by two processes. ``compute`` is inherited through ``fork`` (no
+    pickling of models or datasets).
     """
-    global _TASK
-    processes = min(worker_count(workers), len(pending))
-    total = store.layout.num_chunks
-    progress = tqdm(total=total, initial=total - len(pending), desc=desc, unit="chunk", mininterval=1.0)
+    global _COMPUTE
+    layout = store.layout
+    processes = worker_count(workers)
+    pieces = unit_pieces(store, pending, processes)
+    remaining = {unit: layout.unit_rows(unit)[1] - layout.unit_rows(unit)[0] for unit in pending}
+    buffers: dict[int, dict[str, np.ndarray]] = {}
+
+    def collect(unit: int, start: int, data: dict[str, np.ndarray]) -> None:
+        first, stop = layout.unit_rows(unit)
+        if unit not in buffers:  # one buffer per unit, filled in place (no second copy when it is written)
+            buffers[unit] = {name: np.empty((stop - first, *v.shape[1:]), v.dtype) for name, v in data.items()}
+        rows = next(iter(data.values())).shape[0]
+        for name, values in data.items():
+            buffers[unit][name][start - first : start - first + rows] = values
+        remaining[unit] -= rows
+        progress.update(rows)
+        if remaining[unit] == 0:
+            store.write_unit(unit, buffers.pop(unit))
+
+    done_rows = layout.rows - sum(remaining.values())
+    progress = tqdm(total=layout.rows, initial=done_rows, desc=desc, unit="image", mininterval=1.0)
     with progress:
-        if processes <= 1:
-            for chunk in pending:
-                task(chunk)
-                progress.update()
+        if min(processes, len(pieces)) <= 1:
+            for unit, start, stop in pieces:
+                collect(unit, start, compute(start, stop))
             return
-        _TASK = task
+        _COMPUTE = compute
         try:
-            # Workers are replaced every WORKER_CHUNKS chunks: allocator fragmentation (glibc grows an arena per
+            # Workers are replaced every WORKER_CHUNKS pieces: allocator fragmentation (glibc grows an arena per
             # zarr decoding thread) then cannot make a worker's memory grow with the size of the dataset.
-            with get_context("fork").Pool(processes, maxtasksperchild=WORKER_CHUNKS) as pool:
-                for _ in pool.imap_unordered(_run_task, pending):
-                    progress.update()
+            with get_context("fork").Pool(min(processes, len(pieces)), maxtasksperchild=WORKER_CHUNKS) as pool:
+                for unit, start, data in pool.imap(_run_piece, pieces):
+                    collect(unit, start, data)
         finally:
-            _TASK = None
+            _COMPUTE = None
 
 
 def pad_to(array: np.ndarray, shape: tuple[int, ...], fill: float | int = 0) -> np.ndarray:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from clips4.cache.store import ArraySpec, ChunkedStore, StoreLayout, code_digest, rows_per_chunk
+from clips4.cache.store import ArraySpec, ChunkedStore, code_digest, rows_per_chunk, sharded_layout
 from clips4.params import Params
-from clips4.stages.common import CONTOURS_STORE, ImageList, StageResult, fill_chunks, image_list, pad_to
+from clips4.stages.common import CONTOURS_STORE, ImageList, StageResult, fill_units, image_list, pad_to
 
 
 def contours_parts(params: Params, images: ImageList) -> dict[str, Any]:
@@ -57,15 +57,16 @@ def run_contours(
         load_hed(params.contours.hed_weights)
     images = image_list(params)
     height, width = images.max_size()
-    layout = StoreLayout(
-        kind="contours",
-        rows=len(images),
-        rows_per_chunk=rows_per_chunk(2 * 2 * height * width, params.cache.chunk_mb, len(images)),
-        arrays={
+    layout = sharded_layout(
+        "contours",
+        len(images),
+        rows_per_chunk(2 * 2 * height * width, params.cache.chunk_mb, len(images)),
+        {
             "strength": ArraySpec((height, width), "float16"),
             "orientation": ArraySpec((height, width), "float16"),
             "extent": ArraySpec((2,), "int32"),
         },
+        params.cache.images_per_file,
     )
     attrs = {
         "image_ids": images.ids,
@@ -84,8 +85,7 @@ def run_contours(
         shard=shard,
     )
 
-    def task(chunk: int) -> None:
-        start, stop = layout.chunk_rows(chunk)
+    def compute(start: int, stop: int) -> dict[str, np.ndarray]:
         strength = np.zeros((stop - start, height, width), np.float16)
         orientation = np.zeros_like(strength)
         extent = np.zeros((stop - start, 2), np.int32)
@@ -97,10 +97,10 @@ def run_contours(
             on_boundary = np.where(contour_map.strength > 0, contour_map.orientation, 0)
             orientation[k] = pad_to(on_boundary.astype(np.float16), (height, width))
             extent[k] = contour_map.strength.shape
-        store.write_chunk(chunk, {"strength": strength, "orientation": orientation, "extent": extent})
+        return {"strength": strength, "orientation": orientation, "extent": extent}
 
     pending = store.pending(shard)
     # HED runs torch, which parallelises itself and must not be forked after initialisation: one process.
     workers = 1 if params.contours.method == "hed" else workers
-    fill_chunks(store, pending, task, workers=workers, desc=f"contours ({params.contours.method})")
-    return StageResult(str(out), layout.rows, len(pending), layout.num_chunks, store.finish())
+    fill_units(store, pending, compute, workers=workers, desc=f"contours ({params.contours.method})")
+    return StageResult(str(out), layout.rows, len(pending), layout.num_units, store.finish())

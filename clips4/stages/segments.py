@@ -26,13 +26,13 @@ from clips4.cache.store import (
     ArraySpec,
     ChunkedStore,
     StoreError,
-    StoreLayout,
     code_digest,
     open_for_reading,
     rows_per_chunk,
+    sharded_layout,
 )
 from clips4.params import Params
-from clips4.stages.common import DENSE_STORE, SEGMENTS_STORE, SUPERPIXELS_STORE, StageResult, fill_chunks
+from clips4.stages.common import DENSE_STORE, SEGMENTS_STORE, SUPERPIXELS_STORE, StageResult, fill_units
 
 
 def dense_rows_for(superpixel_ids: list[str], dense_ids: list[str], dense_path: str | Path) -> np.ndarray:
@@ -71,15 +71,18 @@ def run_segments(
     stride = int(features.attrs["feature_stride"])
     dim = int(features["features"].shape[-1])
     total = int(offsets[-1])
-    layout = StoreLayout(
-        kind="segments",
-        rows=total,
-        rows_per_chunk=rows_per_chunk(2 * dim + 8, params.cache.chunk_mb, total),
-        arrays={
+    layout = sharded_layout(
+        "segments",
+        total,
+        rows_per_chunk(2 * dim + 8, params.cache.chunk_mb, total),
+        {
             "embeddings": ArraySpec((dim,), "float16"),
             "image_index": ArraySpec((), "int32"),
             "area": ArraySpec((), "int32"),
         },
+        params.cache.images_per_file,
+        rows_per_image=total / max(1, len(image_ids)),
+        static_arrays=1,  # offsets
     )
     inputs = {
         "superpixels": {"path": str(superpixels), "fingerprint": regions.attrs["fingerprint"]},
@@ -115,8 +118,7 @@ def run_segments(
         shard=shard,
     )
 
-    def task(chunk: int) -> None:
-        start, stop = layout.chunk_rows(chunk)
+    def compute(start: int, stop: int) -> dict[str, np.ndarray]:
         first = int(np.searchsorted(offsets, start, side="right")) - 1
         last = int(np.searchsorted(offsets, stop - 1, side="right")) - 1
         labels = regions["labels"][first : last + 1]
@@ -147,8 +149,8 @@ def run_segments(
             out_embeddings[lo - start : hi - start] = vectors[source]
             out_area[lo - start : hi - start] = area[source]
             out_image[lo - start : hi - start] = image
-        store.write_chunk(chunk, {"embeddings": out_embeddings, "image_index": out_image, "area": out_area})
+        return {"embeddings": out_embeddings, "image_index": out_image, "area": out_area}
 
     pending = store.pending(shard)
-    fill_chunks(store, pending, task, workers=workers, desc="segments")
-    return StageResult(str(out), total, len(pending), layout.num_chunks, store.finish())
+    fill_units(store, pending, compute, workers=workers, desc="segments")
+    return StageResult(str(out), total, len(pending), layout.num_units, store.finish())

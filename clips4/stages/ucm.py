@@ -24,9 +24,9 @@ from clips4.cache.api import open_complete
 from clips4.cache.store import (
     ArraySpec,
     ChunkedStore,
-    StoreLayout,
     code_digest,
     rows_per_chunk,
+    sharded_layout,
 )
 from clips4.params import Params
 from clips4.stages.common import (
@@ -34,7 +34,7 @@ from clips4.stages.common import (
     REPORTS_DIR,
     SUPERPIXELS_STORE,
     StageResult,
-    fill_chunks,
+    fill_units,
     pad_to,
 )
 
@@ -62,16 +62,17 @@ def run_ucm(
     source = open_complete(contours, "contours", stage="contours")
     rows = source.num_rows
     height, width = source.arrays["strength"].shape[1:]
-    layout = StoreLayout(
-        kind="superpixels",
-        rows=rows,
-        rows_per_chunk=rows_per_chunk(4 * 2 * height * width + 4 * height * width, params.cache.chunk_mb, rows),
-        arrays={
+    layout = sharded_layout(
+        "superpixels",
+        rows,
+        rows_per_chunk(4 * 2 * height * width + 4 * height * width, params.cache.chunk_mb, rows),
+        {
             "ucm": ArraySpec((2, height, width), "float32"),
             "labels": ArraySpec((height, width), "int32", -1),
             "num_regions": ArraySpec((), "int32"),
             "extent": ArraySpec((2,), "int32"),
         },
+        params.cache.images_per_file,
     )
     parts = {
         "kind": "superpixels",
@@ -90,8 +91,7 @@ def run_ucm(
         out, layout, parts, attrs, stage="ucm", clevel=params.cache.clevel, rebuild=rebuild, shard=shard
     )
 
-    def task(chunk: int) -> None:
-        start, stop = layout.chunk_rows(chunk)
+    def compute(start: int, stop: int) -> dict[str, np.ndarray]:
         saliency = np.zeros((stop - start, 2, height, width), np.float32)
         labels = np.full((stop - start, height, width), -1, np.int32)
         num_regions = np.zeros(stop - start, np.int32)
@@ -103,13 +103,13 @@ def run_ucm(
             labels[k] = pad_to(superpixels, (height, width), -1)
             num_regions[k] = int(superpixels.max()) + 1
             extent[k] = superpixels.shape
-        store.write_chunk(chunk, {"ucm": saliency, "labels": labels, "num_regions": num_regions, "extent": extent})
+        return {"ucm": saliency, "labels": labels, "num_regions": num_regions, "extent": extent}
 
     pending = store.pending(shard)
-    fill_chunks(store, pending, task, workers=workers, desc="ucm")
+    fill_units(store, pending, compute, workers=workers, desc="ucm")
     complete = store.finish()
     if complete:
         from clips4.stages.segments_report import write_quality_report
 
         write_quality_report(params, source, open_complete(out, "superpixels", stage="ucm"), Path(reports_dir))
-    return StageResult(str(out), rows, len(pending), layout.num_chunks, complete)
+    return StageResult(str(out), rows, len(pending), layout.num_units, complete)
