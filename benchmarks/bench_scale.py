@@ -88,7 +88,8 @@ def make_repo(work: Path, args: argparse.Namespace) -> dict[str, str]:
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(work),
+        # The temp repo's code first; an existing PYTHONPATH (packages installed with --target) stays after it.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(work), os.environ.get("PYTHONPATH", "")])),
         "HF_HUB_OFFLINE": "1",
         "DVC_NO_ANALYTICS": "1",
     }
@@ -96,7 +97,11 @@ def make_repo(work: Path, args: argparse.Namespace) -> dict[str, str]:
         env["CUDA_VISIBLE_DEVICES"] = ""
     # In a child process: a forked child's peak RSS starts at its parent's, so this process never imports torch.
     code = "import sys; from benchmarks.bench_scale import write_random_weights as w; w(sys.argv[1], sys.argv[2])"
-    run([sys.executable, "-c", code, args.model, str(weights)], work, {**env, "PYTHONPATH": f"{work}:{ROOT}"})
+    run(
+        [sys.executable, "-c", code, args.model, str(weights)],
+        work,
+        {**env, "PYTHONPATH": f"{ROOT}{os.pathsep}{env['PYTHONPATH']}"},
+    )
     run([dvc_executable(), "init", "--no-scm", "-q"], work, env)
     return env
 
