@@ -49,7 +49,13 @@ class DatasetParams:
 
 @dataclass(frozen=True)
 class SynthParams:
-    """The synthetic world (``clips4 synth``)."""
+    """The synthetic world (``clips4 synth``) and the tiny CLIP trained on it (``clips4 clip-pretrain``).
+
+    ``seed`` draws the world and the tiny CLIP's training; the top-level ``seed`` draws the method's runs
+    (prototypes, the student, the probes), so a sweep over seeds reruns neither the world nor its CLIP.
+    """
+
+    seed: int = _int(0, 0)
 
     image_size: int = _int(96, 32, 1024)
     # Rectangular images (benchmarks/bench_scale.py: 500x375, VOC/COCO-like); null: image_size. Not in params.yaml,

@@ -124,7 +124,7 @@ def make_tiny_project(root: Path, params: dict) -> Path:
 
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     loaded = load_params(root / "params.yaml")
-    write_world(loaded.synth, loaded.seed, root / "data" / "synth", workers=1)
+    write_world(loaded.synth, loaded.synth.seed, root / "data" / "synth", workers=1)
     torch.manual_seed(0)
     config = model_config("clips4-test-vit")
     save_clip_checkpoint(root / "models" / "clip.pt", build_model(config), "clips4-test-vit", config)

@@ -35,7 +35,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = build_train_project(tmp_path_factory.mktemp("evaluate"))
     params = load_params(root / "params.yaml")
     synth = dataclasses.replace(params.synth, video_sequences=2, video_frames=4)
-    write_videos(synth, params.seed, root / "data" / "synth_video")
+    write_videos(synth, params.synth.seed, root / "data" / "synth_video")
     previous = Path.cwd()
     os.chdir(root)
     try:

@@ -112,8 +112,8 @@ def train_tiny_clip(params: Params, progress: bool = True) -> TrainedClip:
             f"clip.pretrained is 'synth' but dataset.name is {params.dataset.name!r}: the tiny CLIP trains on the "
             "synthetic world's captions; for a real dataset set clip.model/clip.pretrained to real CLIP weights"
         )
-    torch.manual_seed(params.seed)
-    generator = torch.Generator().manual_seed(params.seed)
+    torch.manual_seed(params.synth.seed)  # the world's seed: the tiny CLIP belongs to the world (params.SynthParams)
+    generator = torch.Generator().manual_seed(params.synth.seed)
     config = model_config(params.clip.model)
     model = build_model(config).train()
     tokenizer = tokenizer_for(config)

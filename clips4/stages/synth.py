@@ -1,6 +1,6 @@
 """The ``synth`` stage: the embedded synthetic world (clips4/data/synth.py) in Pascal VOC layout under
 data/synth, and its videos (clips4/data/synth_video.py) in DAVIS 2017 layout under data/synth_video. Both are
-pure functions of ``seed`` and ``synth``, written into a temporary folder and swapped in when complete."""
+pure functions of ``synth`` (its ``seed`` included), written into a temporary folder and swapped in when complete."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ class SynthResult:
 
 def run_synth(params: Params, out: Path, video_out: Path, workers: int = 0) -> SynthResult:
     """Generate the image world into ``out`` and the videos into ``video_out``."""
-    image_root = write_world(params.synth, params.seed, out, workers=workers)
-    video_root = write_videos(params.synth, params.seed, video_out)
+    image_root = write_world(params.synth, params.synth.seed, out, workers=workers)
+    video_root = write_videos(params.synth, params.synth.seed, video_out)
     return SynthResult(
         image_root=Path(image_root),
         video_root=Path(video_root),
@@ -38,5 +38,5 @@ def run_synth_preview(params: Params, count: int, path: Path) -> Path:
     """Draw the first ``count`` train images with their masks and captions into ``path`` (nothing else written)."""
     from clips4.data.preview import write_preview
 
-    samples = [generate_image(params.synth, params.seed, "train", index) for index in range(count)]
+    samples = [generate_image(params.synth, params.synth.seed, "train", index) for index in range(count)]
     return write_preview([s.image for s in samples], [s.label for s in samples], [s.caption for s in samples], path)
