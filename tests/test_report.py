@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from clips4.cli import app
@@ -26,13 +27,16 @@ FIGURES = ("pixel_embeddings_pca", "segment_projection", "retrieval", "predictio
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny world with its caches, a trained student, evaluate's reports and propagated video masks."""
     root = build_train_project(tmp_path_factory.mktemp("report"))
+    video = make_davis(root / "video", sequences=2, frames=5)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params.setdefault("video", {})["root"] = "video"  # evaluate and report read the videos from video.root
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
     runner = CliRunner()
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         for command in (["train"], ["evaluate"]):
             result = runner.invoke(app, command)
             assert result.exit_code == 0, result.output
-        video = make_davis(root / "video", sequences=2, frames=5)
         for method, shift in (("maskclip", 1), ("clips4", 0)):
             for sequence in ("seq0", "seq1"):
                 frame_ids, truth = read_annotations(video, sequence)
@@ -43,7 +47,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _report(project: Path, monkeypatch: pytest.MonkeyPatch, reports: Path | None = None) -> str:
     monkeypatch.chdir(project)
     reports = reports or project / "reports"
-    result = CliRunner().invoke(app, ["report", "--video-root", "video", "--reports-dir", str(reports)])
+    result = CliRunner().invoke(app, ["report", "--reports-dir", str(reports)])
     assert result.exit_code == 0, result.output
     return (reports / "report.md").read_text()
 

@@ -58,8 +58,8 @@ def test_segment_cli_gives_the_evaluate_stage_labels(in_project, tmp_path, teach
     params = load_params("params.yaml")
     val = open_dataset("synth", params.dataset.root, "val")
     classes = language_classes("synth", val.class_names)
-    context = EvalContext(classes, compute_device(), params.clip.dense_mode)
-    evaluate_segmenter = (build_maskclip if teacher else build_clips4)(params, context)
+    context = EvalContext(params, classes, compute_device(), params.clip.dense_mode)
+    evaluate_segmenter = (build_maskclip if teacher else build_clips4)(context)
 
     out = tmp_path / "out"
     args = ["segment", "data/synth/JPEGImages", "--classes", ",".join(classes.names), "--out", str(out)]
@@ -238,6 +238,17 @@ def test_the_clip_is_found_beside_the_checkpoint_or_named(project, tmp_path, mon
         Segmenter.from_checkpoint(lonely, device="cpu")
     via_option = Segmenter.from_checkpoint(lonely, device="cpu", clip=str(project / "models" / "clip.pt"))
     assert via_option.clip.sha256 == loaded.clip.sha256
+
+
+def test_another_projects_clip_under_the_current_folder_is_passed_over(project, tmp_path, monkeypatch):
+    """The recorded models/clip.pt is relative: from inside another project it names that project's CLIP; the file
+    whose sha256 is the recorded one (beside the checkpoint) is used instead."""
+    other = tmp_path / "other"
+    (other / "models").mkdir(parents=True)
+    (other / "models" / "clip.pt").write_bytes(b"another project's weights")
+    monkeypatch.chdir(other)
+    loaded = Segmenter.from_checkpoint(project / "models" / "clips4.pt", device="cpu")
+    assert loaded.clip.source == str(project / "models" / "clip.pt")
 
 
 def test_a_student_of_another_embedding_size_is_refused(project, tmp_path):

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from clips4.clip.loading import LoadedClip, load_clip
+from clips4.clip.loading import LoadedClip, file_sha256, load_clip
 from clips4.errors import Clips4Error
 from clips4.eval.student import check_teacher
 from clips4.train.checkpoint import CheckpointError
@@ -55,7 +55,12 @@ def load_teacher_clip(
         name, _, tag = source[len(OPEN_CLIP_PREFIX) :].partition("/")
         loaded = load_clip(name, tag, device=device)
     else:
-        found = next((file for file in candidate_files(source, path) if file.is_file()), None)
+        existing = [file for file in candidate_files(source, path) if file.is_file()]
+        # A relative path may name another project's file from the current folder: prefer the file whose sha256
+        # is the recorded one (e.g. models/clip.pt beside the checkpoint), else the first found (the check names it).
+        recorded_sha = reference.get("weights_sha256")
+        found = next((file for file in existing if recorded_sha and file_sha256(file) == recorded_sha), None)
+        found = found or (existing[0] if existing else None)
         if found is None:
             tried = ", ".join(str(file) for file in candidate_files(source, path))
             raise CheckpointError(
