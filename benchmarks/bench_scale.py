@@ -37,7 +37,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_STAGES = ("contours", "ucm", "clip_dense", "segments")
-STAGES = ("synth", "clip_pretrain", *CACHE_STAGES)
+STAGES = ("synth", "dataset_manifest", "clip_pretrain", *CACHE_STAGES)
 STORES = {
     "contours": "data/cache/contours.zarr",
     "ucm": "data/cache/superpixels.zarr",
@@ -77,7 +77,8 @@ def make_repo(work: Path, args: argparse.Namespace) -> dict[str, str]:
     weights = work / "weights" / f"{args.model}-random.pt"
     params["clip"].update(model=args.model, pretrained=str(weights), batch_size=args.batch_size)
     params["contours"]["method"] = "gradient"
-    params["ucm"]["quality_images"] = min(params["ucm"]["quality_images"], val)
+    quality = params["ucm"]["quality_images"] if args.quality_images is None else args.quality_images
+    params["ucm"]["quality_images"] = min(quality, val)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # A `clips4` command that runs this copy's code with this Python (dvc.yaml's commands call `clips4`).
     bin_dir = work / ".bin"
@@ -164,6 +165,13 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=375)
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=32, help="clip.batch_size")
+    parser.add_argument(
+        "--quality-images",
+        type=int,
+        default=None,
+        help="ucm.quality_images: val images the ucm stage scores for reports/segments.json, a fixed cost of about "
+        "1.5 s each at 500x375 (default: params.yaml's, at most the val images)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="the temp repo (default: a new temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temp repo")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (also printed)")
@@ -184,6 +192,7 @@ def main() -> None:
         "cpus": len(os.sched_getaffinity(0)),
         "host": platform.node(),
         "python": platform.python_version(),
+        "ucm_quality_images": yaml.safe_load((work / "params.yaml").read_text())["ucm"]["quality_images"],
         "stages": {},
         "stores": {},
     }
@@ -200,11 +209,13 @@ def main() -> None:
             "seconds": round(wall, 2),
             "images_per_s": round(args.n / wall, 3),
             "peak_rss_mb": round(rss, 1),
+            "load_average_after": round(os.getloadavg()[0], 2),  # other jobs on the machine slow every stage
         }
         say(f"stage {stage}: {wall:.1f} s, {args.n / wall:.2f} images/s, peak RSS {rss:.0f} MB")
     for stage, store in STORES.items():
         results["stores"][stage] = tree_size(work / store)
     results["dataset"] = tree_size(work / "data" / "synth")
+    results["manifests"] = tree_size(work / "data" / "manifests")
     results["dvc_cache"] = tree_size(work / ".dvc" / "cache")
     stores_bytes = sum(s["bytes"] for s in results["stores"].values())
     results["totals"] = {
@@ -215,6 +226,7 @@ def main() -> None:
     }
     say("no-change dvc status / dvc repro (twice each) ...")
     results["no_change"] = {
+        "load_average_before": round(os.getloadavg()[0], 2),
         "dvc_status_s": [timed([dvc, "status"], work, env) for _ in range(2)],
         "dvc_repro_s": [timed([dvc, "repro"], work, env) for _ in range(2)],
     }

@@ -173,6 +173,27 @@ def data_check(
     typer.echo(f"{root}: {checked} items checked, no problems ({format} layout)")
 
 
+@data_app.command("manifest")
+@user_errors
+def data_manifest(
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+    dataset_out: Annotated[Path, typer.Option(help="Manifest of dataset.root.", dir_okay=False)] = Path(
+        "data/manifests/dataset.md5"
+    ),
+    video_out: Annotated[Path, typer.Option(help="Manifest of video.root.", dir_okay=False)] = Path(
+        "data/manifests/video.md5"
+    ),
+) -> None:
+    """Write the md5 of every file of dataset.root and video.root (md5sum format): the stages depend on these."""
+    from clips4.stages.dataset_manifest import run_dataset_manifest
+
+    result = run_dataset_manifest(read_params(params), dataset_out, video_out)
+    typer.echo(
+        f"wrote {result.dataset_manifest} ({result.dataset_files} files) and "
+        f"{result.video_manifest} ({result.video_files} files)"
+    )
+
+
 # --- clip ---
 
 

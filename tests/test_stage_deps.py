@@ -46,10 +46,23 @@ TINY = {
     },
 }
 
-# Runs one `clips4 ...` command in this interpreter, then prints the files of the clips4 modules it loaded.
+# Runs one `clips4 ...` command in this interpreter, then prints the files of the clips4 modules it loaded and
+# the folders of the dataset or videos it read files in (the readers open files through builtins.open or io.open).
 RUNNER = """
-import json, sys
+import builtins, io, json, os, sys
 from clips4.cli import app
+opened_roots = set()
+real_open = io.open
+def recording_open(file, *args, **kwargs):
+    mode = args[0] if args else kwargs.get("mode", "r")
+    if isinstance(file, (str, os.PathLike)) and not set(mode) & set("wax+"):
+        relative = os.path.relpath(os.path.abspath(file))
+        for root in ("data/synth_video", "data/synth"):
+            if relative == root or relative.startswith(root + os.sep):
+                opened_roots.add(root)
+                break
+    return real_open(file, *args, **kwargs)
+builtins.open = io.open = recording_open  # pathlib's read_text goes through io.open
 try:
     app(sys.argv[1:], prog_name="clips4", standalone_mode=False)
 except SystemExit as exit:
@@ -58,6 +71,7 @@ except SystemExit as exit:
 files = sorted({m.__file__ for name, m in list(sys.modules.items())
                 if name.split(".")[0] == "clips4" and getattr(m, "__file__", None)})
 print("MODULES " + json.dumps(files))
+print("OPENED " + json.dumps(sorted(opened_roots)))
 """
 
 # Modules every command loads that hold no stage computation: the package version, the CLI's argument parsing, the
@@ -78,12 +92,14 @@ def _stages() -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def loaded_modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    """{stage: repo-relative files of the clips4 modules its command loaded}, running the stages in order."""
+def stage_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, list[str]]]:
+    """{"modules": {stage: repo-relative files of the clips4 modules its command loaded}, "opened": {stage: the
+    dataset or video folders it opened files in}}, running the stages in order on a tiny project."""
     project = tmp_path_factory.mktemp("deps")
     (project / "params.yaml").write_text(yaml.safe_dump(TINY))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     loaded = {}
+    opened = {}
     for name, stage in _stages().items():
         argv = shlex.split(stage["cmd"])
         assert argv[0] == "clips4", f"stage {name}: expected a clips4 command, got {stage['cmd']!r}"
@@ -94,12 +110,15 @@ def loaded_modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[s
         line = next(line for line in run.stdout.splitlines() if line.startswith("MODULES "))
         files = [Path(file).resolve() for file in json.loads(line.removeprefix("MODULES "))]
         loaded[name] = sorted(str(file.relative_to(REPO)) for file in files if file.is_relative_to(REPO))
-    return loaded
+        line = next(line for line in run.stdout.splitlines() if line.startswith("OPENED "))
+        opened[name] = json.loads(line.removeprefix("OPENED "))
+    return {"modules": loaded, "opened": opened}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", list(_stages()))
-def test_every_loaded_module_is_a_declared_dep(stage: str, loaded_modules: dict[str, list[str]]) -> None:
+def test_every_loaded_module_is_a_declared_dep(stage: str, stage_runs: dict[str, dict[str, list[str]]]) -> None:
+    loaded_modules = stage_runs["modules"]
     deps = [str(dep).rstrip("/") for dep in _stages()[stage].get("deps", [])]
 
     def covered(file: str) -> bool:
@@ -112,3 +131,24 @@ def test_every_loaded_module_is_a_declared_dep(stage: str, loaded_modules: dict[
     ]
     assert not missing, f"dvc.yaml: stage {stage!r} loads {missing} but does not list them in its deps"
     assert any(file.startswith("clips4/stages/") for file in loaded_modules[stage]), "the stage runner did not load"
+
+
+# The folder each manifest lists (dvc.yaml's dataset_manifest stage); the tiny project keeps params' default roots.
+MANIFESTS = {"data/synth": "data/manifests/dataset.md5", "data/synth_video": "data/manifests/video.md5"}
+FOLDER_DEPS = {"data/synth": "${dataset.root}", "data/synth_video": "${video.root}"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", list(_stages()))
+def test_a_stage_that_reads_the_dataset_depends_on_its_manifest(
+    stage: str, stage_runs: dict[str, dict[str, list[str]]]
+) -> None:
+    """DVC reruns a stage when its deps change: one that reads dataset files without depending on the manifest of
+    that folder (or, for the manifest stage itself, on the folder) would not rerun when the dataset changes."""
+    deps = [str(dep).rstrip("/") for dep in _stages()[stage].get("deps", [])]
+    for root in stage_runs["opened"][stage]:
+        expected = FOLDER_DEPS[root] if stage == "dataset_manifest" else MANIFESTS[root]
+        assert expected in deps, f"dvc.yaml: stage {stage!r} reads files under {root} but does not depend on {expected}"
+    if stage != "dataset_manifest":
+        # Only the manifest stage walks the folders: a folder dep costs a walk of the dataset per `dvc status`.
+        assert not set(FOLDER_DEPS.values()) & set(deps), f"dvc.yaml: stage {stage!r}: depend on the manifest instead"

@@ -1,0 +1,30 @@
+"""The ``dataset_manifest`` stage: the manifests of ``dataset.root`` and ``video.root`` (clips4/data/manifest.py)
+in data/manifests/, which the stages that read those folders depend on in dvc.yaml instead of the folders, so a
+no-change ``dvc status`` walks each folder once rather than once per stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from clips4.data.manifest import write_manifest
+from clips4.params import Params
+
+DATASET_MANIFEST = Path("data/manifests/dataset.md5")
+VIDEO_MANIFEST = Path("data/manifests/video.md5")
+
+
+@dataclass(frozen=True)
+class ManifestResult:
+    dataset_manifest: Path
+    dataset_files: int
+    video_manifest: Path
+    video_files: int
+
+
+def run_dataset_manifest(
+    params: Params, dataset_out: Path = DATASET_MANIFEST, video_out: Path = VIDEO_MANIFEST
+) -> ManifestResult:
+    dataset_files = write_manifest(Path(params.dataset.root), dataset_out, desc="dataset manifest")
+    video_files = write_manifest(Path(params.video.root), video_out, desc="video manifest")
+    return ManifestResult(dataset_out, dataset_files, video_out, video_files)
