@@ -15,8 +15,7 @@ import yaml
 
 from clips4.data.manifest import dataset_manifest, format_manifest, write_manifest
 from clips4.errors import DatasetError
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.dvc_runs import logged_runs, run_dvc
 
 
 def _tree(root: Path) -> Path:
@@ -105,23 +104,8 @@ def _dvc_yaml(clips4: str) -> dict:
     }
 
 
-def _dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([dvc, *args], cwd=repo, env=env, capture_output=True, text=True, check=False)
-
-
-def _runs(repo: Path) -> list[str]:
-    log = repo / "log.txt"
-    lines = log.read_text().splitlines() if log.exists() else []
-    log.unlink(missing_ok=True)
-    return lines
-
-
 @pytest.mark.slow
 def test_dvc_reruns_a_reader_when_a_dataset_file_changes_and_only_then(tmp_path):
-    if not Path(sys.executable).with_name("dvc").exists() and shutil.which("dvc") is None:
-        pytest.skip("dvc is not installed")
     repo = tmp_path / "repo"
     repo.mkdir()
     _tree(repo / "world")
@@ -129,20 +113,20 @@ def test_dvc_reruns_a_reader_when_a_dataset_file_changes_and_only_then(tmp_path)
     clips4 = f'{sys.executable} -c "from clips4.cli import main; main()"'
     (repo / "dvc.yaml").write_text(yaml.safe_dump(_dvc_yaml(clips4)))
     (repo / "params.yaml").write_text(yaml.safe_dump({"dataset": {"root": "world"}, "video": {"root": "videos"}}))
-    assert _dvc(repo, "init", "--no-scm", "-q").returncode == 0
+    assert run_dvc(repo, "init", "--no-scm", "-q").returncode == 0
 
-    first = _dvc(repo, "repro")
+    first = run_dvc(repo, "repro")
     assert first.returncode == 0, first.stderr
-    assert _runs(repo) == ["reader"] and (repo / "data/manifests/dataset.md5").read_text().count("\n") == 5
-    assert _dvc(repo, "repro").returncode == 0 and _runs(repo) == []  # no change: nothing runs
+    assert logged_runs(repo) == ["reader"] and (repo / "data/manifests/dataset.md5").read_text().count("\n") == 5
+    assert run_dvc(repo, "repro").returncode == 0 and logged_runs(repo) == []  # no change: nothing runs
 
-    forced = _dvc(repo, "repro", "--force", "--single-item", "dataset_manifest")
+    forced = run_dvc(repo, "repro", "--force", "--single-item", "dataset_manifest")
     assert forced.returncode == 0, forced.stderr
-    assert "changed" not in _dvc(repo, "status").stdout  # the same manifest bytes: the reader stays up to date
+    assert "changed" not in run_dvc(repo, "status").stdout  # the same manifest bytes: the reader stays up to date
 
     (repo / "world/JPEGImages/b.jpg").write_bytes(b"\xff\xd8 image B")  # one byte of one image, same size
-    assert "dataset_manifest" in _dvc(repo, "status").stdout
-    assert _dvc(repo, "repro").returncode == 0 and _runs(repo) == ["reader"]
+    assert "dataset_manifest" in run_dvc(repo, "status").stdout
+    assert run_dvc(repo, "repro").returncode == 0 and logged_runs(repo) == ["reader"]
 
     (repo / "videos/classes.txt").write_text("other\n")  # a video file: the reader does not read the videos
-    assert _dvc(repo, "repro").returncode == 0 and _runs(repo) == []
+    assert run_dvc(repo, "repro").returncode == 0 and logged_runs(repo) == []

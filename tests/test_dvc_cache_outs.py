@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.dvc_runs import logged_runs, run_dvc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,50 +80,35 @@ DVC_YAML = textwrap.dedent(
 )
 
 
-def _dvc(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
-    return subprocess.run(
-        [dvc, *args], cwd=repo, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
-    )
-
-
-def _log(repo: Path) -> list[str]:
-    log = repo / "log.txt"
-    lines = log.read_text().splitlines() if log.exists() else []
-    log.unlink(missing_ok=True)
-    return lines
-
-
 @pytest.mark.slow
 def test_cache_false_outputs_resume_after_a_kill_and_rerun_exactly_what_changed(tmp_path):
-    if not Path(sys.executable).with_name("dvc").exists() and shutil.which("dvc") is None:
-        pytest.skip("dvc is not installed")
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "writer.py").write_text(WRITER)
     (repo / "dvc.yaml").write_text(DVC_YAML)
     (repo / "params.yaml").write_text("a: 1\nb: 1\n")
-    assert _dvc(repo, "init", "--no-scm", "-q").returncode == 0
+    assert run_dvc(repo, "init", "--no-scm", "-q").returncode == 0
 
-    killed = _dvc(repo, "repro", env={"KILL_AT": "2"})
-    assert killed.returncode != 0 and _log(repo) == ["data/cache/a.zarr 0", "data/cache/a.zarr 1"]
-    resumed = _dvc(repo, "repro")
+    killed = run_dvc(repo, "repro", env={"KILL_AT": "2"})
+    assert killed.returncode != 0 and logged_runs(repo) == ["data/cache/a.zarr 0", "data/cache/a.zarr 1"]
+    resumed = run_dvc(repo, "repro")
     assert resumed.returncode == 0, resumed.stderr
     # persist: DVC left the two finished units; only the missing ones were computed.
-    assert _log(repo) == ["data/cache/a.zarr 2", "data/cache/a.zarr 3", "data/cache/b.zarr 0", "data/cache/b.zarr 1"]
+    resumed_units = ["data/cache/a.zarr 2", "data/cache/a.zarr 3", "data/cache/b.zarr 0", "data/cache/b.zarr 1"]
+    assert logged_runs(repo) == resumed_units
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert lock["stages"]["a"]["outs"][0]["md5"].endswith(".dir")  # the hash is recorded ...
     cache = repo / ".dvc" / "cache"
     assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]  # ... but nothing is copied
 
-    assert "changed" not in _dvc(repo, "status").stdout
-    assert _dvc(repo, "repro").returncode == 0 and _log(repo) == []  # no change: nothing runs
+    assert "changed" not in run_dvc(repo, "status").stdout
+    assert run_dvc(repo, "repro").returncode == 0 and logged_runs(repo) == []  # no change: nothing runs
 
     (repo / "params.yaml").write_text("a: 1\nb: 2\n")
     shutil.rmtree(repo / "data/cache/b.zarr")  # a stale store is rebuilt by its stage (--rebuild); here by hand
-    assert _dvc(repo, "repro").returncode == 0
-    assert _log(repo) == ["data/cache/b.zarr 0", "data/cache/b.zarr 1"]  # b only: a did not change
+    assert run_dvc(repo, "repro").returncode == 0
+    assert logged_runs(repo) == ["data/cache/b.zarr 0", "data/cache/b.zarr 1"]  # b only: a did not change
 
     (repo / "data/cache/a.zarr/unit3").write_text("edited")  # a changed output reruns its stage
-    status = _dvc(repo, "status").stdout
+    status = run_dvc(repo, "status").stdout
     assert "a:" in status and "modified" in status

@@ -1,48 +1,23 @@
-"""Drawing helpers shared by the report's figures: a bare Agg figure, deterministic atomic PNG writes, and the
-class colours (one palette, so a class has one colour in every figure)."""
+"""Drawing helpers shared by the report's figures: the class colours (one palette, so a class has one colour in every
+figure) and legends. Figures and their PNG files come from clips4/figures.py (re-exported here)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from clips4.data.images import voc_palette
 from clips4.data.types import IGNORE_INDEX
+from clips4.figures import new_figure, save_png
+
+__all__ = ["class_colours", "class_legend", "colour_labels", "new_figure", "save_png"]
 
 #: Ignored pixels are drawn in this grey in every mask figure.
 IGNORE_RGB = (0.85, 0.85, 0.85)
-
-
-def new_figure(width: float, height: float) -> Figure:
-    """A figure on its own Agg canvas (no pyplot state: safe without a display and in any thread)."""
-    fig = Figure(figsize=(width, height), dpi=80)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_png(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` through a temporary file and ``os.replace``. The PNG carries no software
-    version or date (``metadata``), so the same inputs give the same bytes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", bbox_inches="tight", metadata={"Software": None})
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a report figure is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def class_colours() -> np.ndarray:

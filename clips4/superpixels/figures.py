@@ -7,42 +7,17 @@ processes and without a display) and written atomically: to a temporary file in 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from skimage.segmentation import mark_boundaries
 
 from clips4.data.types import IGNORE_INDEX
+from clips4.figures import new_figure, save_png
 
 #: Iso-F levels drawn behind PR curves.
 ISO_F_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_atomic(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as PNG to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a report figure is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def plot_pr_curves(curves: dict[str, dict], path: str | Path) -> Path:
@@ -50,7 +25,7 @@ def plot_pr_curves(curves: dict[str, dict], path: str | Path) -> Path:
 
     Each curve is drawn with its ODS point marked and ``ODS-F`` / ``AP`` in the legend, over iso-F contours.
     """
-    fig = _new_figure(5.5, 5.0)
+    fig = new_figure(5.5, 5.0, dpi=100)
     ax = fig.add_subplot()
     r = np.linspace(0.01, 1.0, 200)
     for level in ISO_F_LEVELS:
@@ -76,7 +51,7 @@ def plot_pr_curves(curves: dict[str, dict], path: str | Path) -> Path:
     ax.grid(True, linewidth=0.3)
     if curves:
         ax.legend(loc="lower left", fontsize=8)
-    return _save_atomic(fig, path)
+    return save_png(fig, path)
 
 
 def _label_colours(label: np.ndarray) -> np.ndarray:
@@ -102,7 +77,7 @@ def plot_superpixel_overlays(
         raise ValueError("images, superpixels (and labels) must have the same length")
     with_gt = labels is not None
     cols = 2 if with_gt else 1
-    fig = _new_figure(2.4 * cols, 2.4 * max(n, 1))
+    fig = new_figure(2.4 * cols, 2.4 * max(n, 1), dpi=100)
     for i, (image, segments) in enumerate(zip(images, superpixels, strict=True)):
         ax = fig.add_subplot(max(n, 1), cols, i * cols + 1)
         ax.imshow(mark_boundaries(image, segments, color=(1, 1, 0), mode="inner"))
@@ -115,7 +90,7 @@ def plot_superpixel_overlays(
                 ax.imshow(mark_boundaries(_label_colours(label), segments, color=(1, 1, 1), mode="inner"))
             ax.set_title("ground truth", fontsize=8)
             ax.axis("off")
-    return _save_atomic(fig, path)
+    return save_png(fig, path)
 
 
 def plot_accuracy_vs_regions(regions: Sequence[int], miou: Sequence[float], path: str | Path) -> Path:
@@ -123,7 +98,7 @@ def plot_accuracy_vs_regions(regions: Sequence[int], miou: Sequence[float], path
     order = np.argsort(np.asarray(regions))
     x = np.asarray(regions, dtype=np.float64)[order]
     y = np.asarray(miou, dtype=np.float64)[order]
-    fig = _new_figure(5.0, 3.8)
+    fig = new_figure(5.0, 3.8, dpi=100)
     ax = fig.add_subplot()
     ax.plot(x, y, "o-", color="tab:blue")
     for xi, yi in zip(x, y, strict=True):
@@ -137,4 +112,4 @@ def plot_accuracy_vs_regions(regions: Sequence[int], miou: Sequence[float], path
     ax.set_ylim(0, 100)
     ax.set_title("achievable mIoU vs superpixel count")
     ax.grid(True, linewidth=0.3)
-    return _save_atomic(fig, path)
+    return save_png(fig, path)
