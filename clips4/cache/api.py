@@ -90,6 +90,17 @@ READ_BLOCK_MB = 16.0
 class RowStore(CacheStore):
     """A store filled chunk by chunk along its rows (images or segments); knows which rows are complete."""
 
+    def __init__(self, path: str, group: zarr.Group) -> None:
+        super().__init__(path, group)
+        # Rows of done units are read with each shard's index read once (done units are immutable; the done
+        # flags are this object's snapshot), so a random read costs one file read as before sharding.
+        for name, array in self._arrays.items():
+            if name != "done":
+                array.read_done_shards_directly(self._unit_done)
+
+    def _unit_done(self, unit: int) -> bool:
+        return 0 <= unit < len(self._done) and bool(self._done[unit])
+
     @property
     def rows_per_chunk(self) -> int:
         """Rows per chunk: what one random read decodes."""

@@ -10,7 +10,7 @@ a checked read turns that error into one line naming the store, the array, the c
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from clips4.cache.errors import StoreError
+from clips4.cache.shard_reader import ShardRowReader
 
 #: Image ids named in one message before "and N more".
 NAMED_IMAGES = 4
@@ -173,6 +174,13 @@ class CheckedArray:
 
     def __init__(self, store_path: str, name: str, array: zarr.Array, rows: RowNames, stage: str) -> None:
         self._path, self._name, self._array, self._rows, self._stage = store_path, name, array, rows, stage
+        #: Row reads of done shards without zarr's per-read index read and thread hops (see shard_reader).
+        self._fast: ShardRowReader | None = None
+
+    def read_done_shards_directly(self, unit_done: Callable[[int], bool]) -> None:
+        """Serve row reads of work units for which ``unit_done`` holds through a :class:`ShardRowReader`
+        (each shard's index read once); other reads, and arrays it does not apply to, keep zarr's path."""
+        self._fast = ShardRowReader.for_array(self._array, unit_done)
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self._array, attribute)
@@ -191,9 +199,24 @@ class CheckedArray:
         word = file_word(self._array)
         return f"{self._path}: {self._name} {word} {chunk} ({chunk_key(self._array, chunk)}; {rows})"
 
+    def _read_fast(self, selection: Any) -> np.ndarray | None:
+        """Rows by :class:`ShardRowReader` for a row or a step-1 row slice; ``None``: use zarr."""
+        if self._fast is None:
+            return None
+        total = int(self._array.shape[0])
+        if isinstance(selection, int | np.integer) and -total <= int(selection) < total:
+            row = int(selection) % total
+            values = self._fast.read_rows(row, row + 1)
+            return None if values is None else values[0]
+        if isinstance(selection, slice) and selection.step in (None, 1):
+            start, stop, _ = selection.indices(total)
+            return self._fast.read_rows(start, stop) if stop > start else None
+        return None
+
     def __getitem__(self, selection: Any) -> np.ndarray:
         try:
-            values = np.asarray(self._array[selection])
+            fast = self._read_fast(selection)
+            values = fast if fast is not None else np.asarray(self._array[selection])
         except Exception as err:
             raise StoreError(self._decode_message(selection, err)) from None
         if values.dtype.kind == "f" and values.size and np.isnan(values).any():
