@@ -203,8 +203,8 @@ class ImageStore(RowStore):
     def read_block_rows(self) -> int:
         """Rows ``iter_rows`` reads at once: whole chunks, about ``READ_BLOCK_MB`` of data, within one shard.
 
-        One read of a sharded array costs a shard-index read plus the chunks, so reading a chunk at a time was
-        3x slower in order than before sharding; a block of several chunks pays the index once.
+        Each read has a fixed cost (zarr's path: a shard-index read and thread hops; the direct path of done
+        shards, see shard_reader: a ``stat`` and a file read), so a block of several chunks pays it once.
         """
         row_bytes = sum(
             int(np.prod(array.shape[1:])) * array.dtype.itemsize
