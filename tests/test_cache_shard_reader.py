@@ -14,8 +14,7 @@ from zarr.storage import LocalStore
 
 import clips4.cache
 from clips4.cache import StoreError
-from clips4.cache.integrity import mark_not_done
-from clips4.cache.shard_reader import ShardRowReader
+from clips4.cache.integrity import ShardRowReader, mark_not_done
 from clips4.cache.store import ArraySpec, ChunkedStore, StoreLayout
 
 ROWS, NOT_DONE = 22, 2  # shards of 6 rows (3 chunks of 2): units 0-3, the last one partial; unit 2 left undone
@@ -106,6 +105,7 @@ def test_reads_read_each_shard_index_once_and_equal_zarrs_rows(store_path: Path,
     for row in rows:
         image = store.image(int(row))
         assert image.dtype == expected[row].dtype and image.tobytes() == expected[row].tobytes(), row
+        assert image.flags.writeable  # as zarr's: callers may change what they get
     for split in ("train", "val"):
         for row, image in store.iter_images(split):
             assert image.tobytes() == expected[row].tobytes(), row

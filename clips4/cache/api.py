@@ -204,7 +204,7 @@ class ImageStore(RowStore):
         """Rows ``iter_rows`` reads at once: whole chunks, about ``READ_BLOCK_MB`` of data, within one shard.
 
         Each read has a fixed cost (zarr's path: a shard-index read and thread hops; the direct path of done
-        shards, see shard_reader: a ``stat`` and a file read), so a block of several chunks pays it once.
+        shards, see ShardRowReader: a ``stat`` and a file read), so a block of several chunks pays it once.
         """
         row_bytes = sum(
             int(np.prod(array.shape[1:])) * array.dtype.itemsize
