@@ -5,6 +5,9 @@ the time per image of reading a whole split in order with ``iter_images`` (the t
 stores are opened once; the page cache is warmed by one untimed pass.
 
     python benchmarks/bench_shard_reads.py /work/main/data/cache/clip_dense.zarr /tmp/sharded/clip_dense.zarr
+
+``--copy-sharded SRC DST`` first writes a sharded (format 3) copy of an unsharded store, same rows and chunks,
+shards as the stages lay them out (``cache.images_per_file`` 64), through the stages' writer.
 """
 
 from __future__ import annotations
@@ -14,8 +17,31 @@ import statistics
 import time
 
 import numpy as np
+import zarr
 
 import clips4.cache
+from clips4.cache.store import ArraySpec, ChunkedStore, sharded_layout
+
+#: Attributes the writer sets itself (not copied from the source store).
+_WRITER_ATTRS = ("kind", "format", "fingerprint", "fingerprint_parts", "rows", "rows_per_chunk", "rows_per_shard")
+_WRITER_ATTRS += ("complete", "created", "completed", "clips4_version", "arrays", "row_arrays")
+
+
+def copy_sharded(source: str, target: str, images_per_file: int = 64) -> int:
+    """Write a sharded copy of the unsharded image store ``source``; returns its rows per shard."""
+    group = zarr.open_group(source, mode="r")
+    attrs = dict(group.attrs.asdict())
+    rows = int(attrs["rows"])
+    names = [name for name, array in group.arrays() if name != "done" and array.shape[0] == rows]
+    arrays = {name: ArraySpec(tuple(group[name].shape[1:]), str(group[name].dtype)) for name in names}
+    layout = sharded_layout(attrs["kind"], rows, int(attrs["rows_per_chunk"]), arrays, images_per_file)
+    kept = {key: value for key, value in attrs.items() if key not in _WRITER_ATTRS}
+    store = ChunkedStore.open(target, layout, {"copy_of": attrs.get("fingerprint")}, kept, stage=attrs["kind"])
+    for unit in store.pending():
+        start, stop = layout.unit_rows(unit)
+        store.write_unit(unit, {name: np.asarray(group[name][start:stop]) for name in names})
+    store.finish()
+    return layout.rows_per_shard
 
 
 def measure(path: str, rows: np.ndarray, split: str, repeat: int) -> dict:
@@ -48,7 +74,10 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=300)
     parser.add_argument("--split", default="val", help="the split read in order")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--copy-sharded", nargs=2, metavar=("SRC", "DST"), help="first write a sharded copy")
     args = parser.parse_args()
+    if args.copy_sharded:
+        print(f"{args.copy_sharded[1]}: {copy_sharded(*args.copy_sharded)} rows per shard")
     rows = np.random.default_rng(0).integers(0, clips4.cache.open(args.stores[0]).num_rows, args.reads)
     # Interleaved rounds, so a busy machine slows every store alike.
     results: dict[str, list[dict]] = {path: [] for path in args.stores}
