@@ -13,8 +13,9 @@ from zarr.abc.store import SuffixByteRequest
 from zarr.storage import LocalStore
 
 import clips4.cache
-from clips4.cache import StoreError
-from clips4.cache.integrity import ShardRowReader, mark_not_done
+from clips4.cache import StoreError, shard_reader
+from clips4.cache.integrity import mark_not_done
+from clips4.cache.shard_reader import ShardRowReader
 from clips4.cache.store import ArraySpec, ChunkedStore, StoreLayout
 
 ROWS, NOT_DONE = 22, 2  # shards of 6 rows (3 chunks of 2): units 0-3, the last one partial; unit 2 left undone
@@ -175,3 +176,20 @@ def test_a_damaged_chunk_is_reported_as_before(store_path: Path):
     shard.write_bytes(bytes(data))
     with pytest.raises(StoreError, match="features shard 0"):
         store.image(0)
+
+
+def test_without_zarrs_internals_or_when_the_fast_path_fails_reads_take_zarrs_path(store_path: Path, monkeypatch):
+    store = clips4.cache.open(str(store_path))
+    features = store.arrays["features"]
+    expected = _plain_image(store_path, 1).tobytes()
+
+    def broken(*args, **kwargs):
+        raise TypeError("an internal zarr signature changed")
+
+    monkeypatch.setattr(features._fast, "read_rows", broken)
+    assert store.image(1).tobytes() == expected  # served by zarr, not reported as a damaged chunk
+
+    monkeypatch.setattr(shard_reader, "AVAILABLE", False)
+    group = zarr.open_group(str(store_path), mode="r")
+    assert ShardRowReader.for_array(group["features"], lambda unit: True) is None
+    assert clips4.cache.open(str(store_path)).image(1).tobytes() == expected

@@ -5,13 +5,12 @@ array's fill value, so a vanished file would otherwise be served as data: float 
 fill value and every checked read refuses NaN, and the writers, ``open_for_reading`` and ``cache info`` compare the
 chunk files present (one listing per array, no decoding) with the done flags. A truncated file fails to decode;
 a checked read turns that error into one line naming the store, the array, the chunk and its images.
-Rows of done shards are read directly, each shard's index read once per reader (:class:`ShardRowReader`).
+Rows of done shards are read directly, each shard's index read once per reader (clips4/cache/shard_reader.py).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +18,11 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec
-from zarr.abc.store import RangeByteRequest, SuffixByteRequest
-from zarr.codecs import ShardingCodec
-from zarr.codecs.sharding import ShardingCodecIndexLocation
-from zarr.core.array_spec import ArrayConfig, ArraySpec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.dtype import UInt64
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from clips4.cache.errors import StoreError
+from clips4.cache.shard_reader import ShardRowReader
 
 #: Image ids named in one message before "and N more".
 NAMED_IMAGES = 4
@@ -211,6 +204,15 @@ class CheckedArray:
         """Rows by :class:`ShardRowReader` for a row or a step-1 row slice; ``None``: use zarr."""
         if self._fast is None:
             return None
+        try:
+            return self._read_rows_fast(selection)
+        except Exception:
+            # Damaged bytes, or zarr internals that changed under the reader: zarr's own path reads the rows again
+            # and reports a damaged chunk with its usual error.
+            return None
+
+    def _read_rows_fast(self, selection: Any) -> np.ndarray | None:
+        assert self._fast is not None
         total = int(self._array.shape[0])
         if isinstance(selection, int | np.integer) and -total <= int(selection) < total:
             row = int(selection) % total
@@ -338,155 +340,3 @@ def mark_not_done(group: zarr.Group, chunks: Sequence[int]) -> None:
             flags[chunk] = 0
     if group.attrs.get("complete"):
         group.attrs.update({"complete": False})
-
-
-# --- Direct reads of done shards --------------------------------------------------------------------------------
-# Reads of rows of a sharded row array in the caller's thread, each shard's index read once per reader.
-#
-# Why: zarr 3.1 reads rows of a sharded array with two file reads (the shard's index, then the chunks), each sent
-# through its event loop to a worker thread, plus a thread for each chunk's decode. With the synthetic world's small
-# chunks those hops, not the bytes, are the cost: a random image read was 1.6-2.6x slower than from an unsharded
-# store (docs/caches.md). Here a shard's index is read and decoded once and kept, and a read of rows is one ranged
-# read of the file (chunks of a shard are contiguous as zarr writes them) decoded by the array's own codecs (their
-# synchronous ``_decode_sync``), with no thread hop: the store format is unchanged.
-#
-# Correctness: an index is only kept for a shard whose work unit is done (``unit_done``): a done unit is never
-# written again (a rebuild, repair or rewrite first clears its flag, and a reader's done flags are a snapshot taken at
-# open), so its index cannot go stale. As a second guard the kept index is tied to the file's inode, size and
-# modification time (one ``stat`` per read) and read again when they change. Rows of a unit not done are never read
-# here (the caller takes zarr's path, which reads the file afresh, and the stores refuse such rows anyway).
-# Only local stores and codec chains whose codecs decode synchronously take this path; anything else (fsspec URLs,
-# other codecs) returns ``None`` and the caller uses zarr.
-
-#: An index entry of a chunk that was never written (the sharding spec's "empty chunk").
-EMPTY = np.uint64(2**64 - 1)
-
-
-@dataclass(frozen=True)
-class ShardIndex:
-    """One shard's chunk byte ranges, and the file identity it was read from."""
-
-    offsets: np.ndarray  # uint64 [chunks_per_shard]
-    nbytes: np.ndarray  # uint64 [chunks_per_shard]
-    file_id: tuple[int, int, int]  # (inode, size, mtime_ns)
-
-
-def _decodes_synchronously(codecs: tuple) -> bool:
-    """Whether a codec chain is one array-to-bytes codec and bytes-to-bytes codecs, each with ``_decode_sync``."""
-    return (
-        len(codecs) >= 1
-        and isinstance(codecs[0], ArrayBytesCodec)
-        and all(isinstance(codec, BytesBytesCodec) for codec in codecs[1:])
-        and all(callable(getattr(codec, "_decode_sync", None)) for codec in codecs)
-    )
-
-
-def _decode(codecs: tuple, data, spec: ArraySpec):
-    """Decode bytes with a chain checked by :func:`_decodes_synchronously` (last codec first)."""
-    for codec in reversed(codecs[1:]):
-        data = codec._decode_sync(data, spec)
-    return codecs[0]._decode_sync(data, spec)
-
-
-class ShardRowReader:
-    """Rows of one sharded row array (chunks and shards span every axis but the first)."""
-
-    def __init__(self, array: zarr.Array, sharding: ShardingCodec, unit_done: Callable[[int], bool]) -> None:
-        self.array = array
-        self.store: LocalStore = array.store_path.store  # type: ignore[assignment]
-        self.unit_done = unit_done
-        self.shard_rows = int(array.shards[0])  # type: ignore[index]
-        self.chunk_rows = int(sharding.chunk_shape[0])
-        self.chunks_per_shard = self.shard_rows // self.chunk_rows
-        self.codecs = tuple(sharding.codecs)
-        self.index_codecs = tuple(sharding.index_codecs)
-        prototype = default_buffer_prototype()
-        config = ArrayConfig(order="C", write_empty_chunks=False)
-        self.chunk_spec = ArraySpec(
-            tuple(sharding.chunk_shape), array.metadata.data_type, array.metadata.fill_value, config, prototype
-        )
-        self.index_spec = ArraySpec(
-            (self.chunks_per_shard, 2), UInt64(endianness="little"), int(EMPTY), config, prototype
-        )
-        size = 16 * self.chunks_per_shard
-        for codec in self.index_codecs:
-            size = codec.compute_encoded_size(size, self.index_spec)
-        self.index_size = size
-        self.index_at_end = sharding.index_location == ShardingCodecIndexLocation.end
-        self.indexes: dict[int, ShardIndex] = {}
-        #: Index reads from files (what the cache saves; tests count them).
-        self.index_reads = 0
-
-    @classmethod
-    def for_array(cls, array: zarr.Array, unit_done: Callable[[int], bool]) -> ShardRowReader | None:
-        """A reader for ``array``, or ``None`` where zarr's own path must be used (see the module's doc)."""
-        if array.shards is None or not isinstance(array.store_path.store, LocalStore):
-            return None
-        codecs = array.metadata.codecs
-        if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
-            return None
-        sharding = codecs[0]
-        spans_rows_only = tuple(sharding.chunk_shape[1:]) == tuple(array.shape[1:]) == tuple(array.shards[1:])
-        if not spans_rows_only or not (
-            _decodes_synchronously(tuple(sharding.codecs)) and _decodes_synchronously(tuple(sharding.index_codecs))
-        ):
-            return None
-        return cls(array, sharding, unit_done)
-
-    def _key(self, unit: int) -> str:
-        return f"{self.array.path}/{self.array.metadata.encode_chunk_key((unit,) + (0,) * (self.array.ndim - 1))}"
-
-    def _index(self, unit: int, key: str) -> ShardIndex | None:
-        try:
-            stat = os.stat(os.path.join(str(self.store.root), key))
-        except OSError:
-            return None
-        file_id = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        known = self.indexes.get(unit)
-        if known is not None and known.file_id == file_id:
-            return known
-        request = SuffixByteRequest(self.index_size) if self.index_at_end else RangeByteRequest(0, self.index_size)
-        raw = self.store.get_sync(key, prototype=self.index_spec.prototype, byte_range=request)
-        self.index_reads += 1
-        if raw is None:
-            return None
-        table = np.asarray(_decode(self.index_codecs, raw, self.index_spec).as_numpy_array()).reshape(-1, 2)
-        index = ShardIndex(table[:, 0].copy(), table[:, 1].copy(), file_id)
-        self.indexes[unit] = index
-        return index
-
-    def read_rows(self, start: int, stop: int) -> np.ndarray | None:
-        """Rows ``[start, stop)`` (within one shard of a done unit) as zarr would return them, or ``None`` when
-        this path does not apply (unit not done, file missing, a chunk never written): the caller asks zarr."""
-        unit = start // self.shard_rows
-        if stop <= start or (stop - 1) // self.shard_rows != unit or not self.unit_done(unit):
-            return None
-        key = self._key(unit)
-        index = self._index(unit, key)
-        if index is None:
-            return None
-        base = unit * self.shard_rows
-        first, last = (start - base) // self.chunk_rows, (stop - 1 - base) // self.chunk_rows
-        offsets, nbytes = index.offsets[first : last + 1], index.nbytes[first : last + 1]
-        if (offsets == EMPTY).any():
-            return None
-        ends = offsets + nbytes
-        begin, end = int(offsets.min()), int(ends.max())
-        if end > index.file_id[1]:  # an index that does not fit the file: let zarr report it
-            return None
-        raw = self.store.get_sync(key, prototype=self.chunk_spec.prototype, byte_range=RangeByteRequest(begin, end))
-        if raw is None or len(raw) != end - begin:
-            return None
-        blob = raw.as_numpy_array()
-        buffer = self.chunk_spec.prototype.buffer
-        parts = [
-            _decode(
-                self.codecs, buffer.from_array_like(blob[int(o) - begin : int(e) - begin]), self.chunk_spec
-            ).as_numpy_array()
-            for o, e in zip(offsets, ends, strict=True)
-        ]
-        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        offset = start - base - first * self.chunk_rows
-        selected = rows[offset : offset + stop - start]
-        # Decoded chunks may be read-only views of the codec's output; zarr returns a writable array, so do we.
-        return selected if selected.flags.writeable else selected.copy()

@@ -136,10 +136,13 @@ def run_clip_dense(
             for k, image in enumerate(pixels):
                 by_size[image.shape[:2]].append(k)
             for members in by_size.values():
-                same_size = [pixels[k] for k in members]
-                for k, dense in zip(members, dense_features_of(loaded, same_size, params, device), strict=True):
-                    features[k] = pad_to(dense, (grid_h, grid_w, dim))
-                progress.update(len(members))
+                # A batch at a time, so the progress bar moves within a unit (a unit holds hundreds of images).
+                for first in range(0, len(members), params.clip.batch_size):
+                    batch = members[first : first + params.clip.batch_size]
+                    same_size = [pixels[k] for k in batch]
+                    for k, dense in zip(batch, dense_features_of(loaded, same_size, params, device), strict=True):
+                        features[k] = pad_to(dense, (grid_h, grid_w, dim))
+                    progress.update(len(batch))
             image_size = np.array([image.shape[:2] for image in pixels], np.int32)
             extent = np.array([[math.ceil(h / step), math.ceil(w / step)] for h, w in image_size], np.int32)
             store.write_unit(unit, {"features": features, "extent": extent, "image_size": image_size})
