@@ -16,6 +16,7 @@ Progress: every stage's own progress bar goes to this process's stderr, and a li
     python benchmarks/bench_scale.py --n 64 --out /tmp/scale64.json                 # ViT-B-16, CPU
     python benchmarks/bench_scale.py --n 256 --model clips4-test-vit --out /tmp/s.json  # local smoke run
     python benchmarks/bench_scale.py --n 4000 --device cuda --out scale4000.json       # GPU machine
+    python benchmarks/bench_scale.py --n 1000 --workdir W --resume --out s.json   # go on in W (killed, other --model)
 
 Needs ``dvc`` beside this Python (or on PATH). Writes only under ``--workdir`` (default: a new temp folder).
 """
@@ -58,12 +59,14 @@ def dvc_executable() -> str:
     return found
 
 
-def make_repo(work: Path, args: argparse.Namespace) -> dict[str, str]:
-    """The temp repo: code, trimmed dvc.yaml, params for N images, random CLIP weights; returns the env to run in."""
-    shutil.copytree(ROOT / "clips4", work / "clips4", ignore=shutil.ignore_patterns("__pycache__"))
-    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    pipeline["stages"] = {name: pipeline["stages"][name] for name in STAGES}
-    (work / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+def make_repo(work: Path, args: argparse.Namespace, resume: bool = False) -> dict[str, str]:
+    """The temp repo: code, trimmed dvc.yaml, params for N images, random CLIP weights; returns the env to run in.
+    With ``resume`` the repo exists: only params.yaml (and the weights file of a new ``--model``) are rewritten."""
+    if not resume:
+        shutil.copytree(ROOT / "clips4", work / "clips4", ignore=shutil.ignore_patterns("__pycache__"))
+        pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+        pipeline["stages"] = {name: pipeline["stages"][name] for name in STAGES}
+        (work / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     val = max(1, round(args.n * args.val_fraction))
     params["synth"].update(
@@ -82,7 +85,7 @@ def make_repo(work: Path, args: argparse.Namespace) -> dict[str, str]:
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # A `clips4` command that runs this copy's code with this Python (dvc.yaml's commands call `clips4`).
     bin_dir = work / ".bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     shim = bin_dir / "clips4"
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "from clips4.cli import main; main()" "$@"\n')
     shim.chmod(0o755)
@@ -98,13 +101,21 @@ def make_repo(work: Path, args: argparse.Namespace) -> dict[str, str]:
         env["CUDA_VISIBLE_DEVICES"] = ""
     # In a child process: a forked child's peak RSS starts at its parent's, so this process never imports torch.
     code = "import sys; from benchmarks.bench_scale import write_random_weights as w; w(sys.argv[1], sys.argv[2])"
-    run(
-        [sys.executable, "-c", code, args.model, str(weights)],
-        work,
-        {**env, "PYTHONPATH": f"{ROOT}{os.pathsep}{env['PYTHONPATH']}"},
-    )
-    run([dvc_executable(), "init", "--no-scm", "-q"], work, env)
+    if not weights.exists():
+        run(
+            [sys.executable, "-c", code, args.model, str(weights)],
+            work,
+            {**env, "PYTHONPATH": f"{ROOT}{os.pathsep}{env['PYTHONPATH']}"},
+        )
+    if not resume:
+        run([dvc_executable(), "init", "--no-scm", "-q"], work, env)
     return env
+
+
+def up_to_date(dvc: str, stage: str, work: Path, env: dict[str, str]) -> bool:
+    """Whether DVC would skip ``stage`` (nothing of it changed): then its timing is not a measurement."""
+    status = subprocess.run([dvc, "status", "--json", stage], cwd=work, env=env, capture_output=True, text=True)
+    return status.returncode == 0 and json.loads(status.stdout or "{}") == {}
 
 
 def write_random_weights(model: str, path: str | Path) -> None:
@@ -174,18 +185,27 @@ def main() -> None:
     )
     parser.add_argument("--workdir", type=Path, default=None, help="the temp repo (default: a new temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temp repo")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on in an existing --workdir of an earlier run (killed, or with another --model): its stages that "
+        "are up to date are skipped and recorded as such",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON results (also printed)")
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix=f"clips4_scale_{args.n}_"))
-    if work.exists() and any(work.iterdir()):
-        raise SystemExit(f"bench_scale: {work} is not empty; give a new --workdir")
+    if args.resume and not (work / ".dvc").is_dir():
+        raise SystemExit(f"bench_scale: --resume: {work} holds no earlier run (no .dvc folder); drop --resume")
+    if not args.resume and work.exists() and any(work.iterdir()):
+        raise SystemExit(f"bench_scale: {work} is not empty; give a new --workdir, or --resume to go on there")
     work.mkdir(parents=True, exist_ok=True)
     say(f"temp repo {work}: N={args.n} {args.width}x{args.height}, {args.model} random weights, {args.device}")
-    env = make_repo(work, args)
+    env = make_repo(work, args, resume=args.resume)
     dvc = dvc_executable()
     results: dict = {
         "n": args.n,
+        "resumed": args.resume,
         "image_size": [args.width, args.height],
         "model": args.model,
         "device": args.device,
@@ -203,6 +223,10 @@ def main() -> None:
     versions = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
     results["torch"], results["gpu"] = ([*versions.stdout.split("\n"), "", ""])[:2]
     for stage in STAGES:
+        if args.resume and up_to_date(dvc, stage, work, env):
+            results["stages"][stage] = {"up_to_date": True}
+            say(f"stage {stage}: up to date (an earlier run's), skipped")
+            continue
         say(f"stage {stage} ...")
         wall, rss = run([dvc, "repro", "-s", stage], work, env)
         results["stages"][stage] = {
