@@ -25,6 +25,7 @@ from clips4.errors import DatasetError
 READ_BYTES = 1 << 20
 # Hashing is mostly waiting for the disk (and hashlib releases the GIL on large buffers), so threads overlap reads.
 HASH_THREADS = 8
+HASH_BATCH = 1024
 
 
 def _walk_files(root: Path) -> Iterator[str]:
@@ -49,22 +50,24 @@ def dataset_manifest(root: Path, desc: str = "manifest") -> list[tuple[str, str]
     """``[(relative path, md5)]`` of every file under ``root``, sorted by path."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: no such dataset folder; set dataset.root (or video.root) in params.yaml", str(root))
+        fix = "set dataset.root (or video.root) in params.yaml"
+        raise DatasetError(f"{root}: no such dataset folder; {fix}", str(root))
     relative_paths = sorted(_walk_files(root))
     for relative in relative_paths:
         # md5sum escapes such names; no dataset reader expects them, so refuse rather than write an ambiguous line.
         if "\n" in relative or "\\" in relative:
             raise DatasetError(f"{root / relative}: a file name with a newline or backslash; rename it", relative)
-    with ThreadPoolExecutor(HASH_THREADS) as pool:
-        hashes = list(
-            tqdm(
-                pool.map(lambda relative: file_md5(root / relative), relative_paths),
-                total=len(relative_paths),
-                desc=desc,
-                unit="file",
-                mininterval=1.0,
-            )
-        )
+    hashes: list[str] = []
+    with (
+        ThreadPoolExecutor(HASH_THREADS) as pool,
+        tqdm(total=len(relative_paths), desc=desc, unit="file", mininterval=1.0) as progress,
+    ):
+        # A batch of files at a time: `pool.map` over every file would hold a future per file (kilobytes each,
+        # gigabytes for a dataset of hundreds of thousands of files).
+        for first in range(0, len(relative_paths), HASH_BATCH):
+            batch = relative_paths[first : first + HASH_BATCH]
+            hashes.extend(pool.map(lambda relative: file_md5(root / relative), batch))
+            progress.update(len(batch))
     return list(zip(relative_paths, hashes, strict=True))
 
 
