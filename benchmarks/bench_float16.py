@@ -44,7 +44,7 @@ def main() -> None:
     from clips4.clip.text import text_embeddings
     from clips4.eval.language import language_classes, segment_with_text
     from clips4.eval.metrics import confusion_matrix, mean_iou
-    from clips4.eval.protocol import protocol_features
+    from clips4.eval.protocol import protocol_features, reading_options
     from clips4.params import load_params
     from clips4.prototypes import known_prototypes, top_m_segments
     from clips4.stages.common import image_list
@@ -122,13 +122,7 @@ def main() -> None:
     confusion32 = np.zeros((count, count), np.int64)
     confusion16 = np.zeros_like(confusion32)
     differ = pixels_total = 0
-    read = dict(
-        protocol=params.eval.protocol,
-        dataset_name=params.dataset.name,
-        window=params.clip.window,
-        stride=params.clip.stride,
-        mode=params.clip.dense_mode,
-    )
+    read = {**reading_options(params), "mode": params.clip.dense_mode}
     with torch.no_grad():
         for index in range(len(dataset)):
             sample = dataset[index]

@@ -22,6 +22,7 @@ from clips4.clip.loading import compute_device, load_clip
 from clips4.data.layouts import open_dataset
 from clips4.eval.language import language_classes
 from clips4.eval.maskclip import MaskClipSegmenter
+from clips4.eval.protocol import reading_options
 from clips4.eval.scoring import score_segmenter
 from clips4.eval.student import StudentSegmenter, check_teacher
 from clips4.params import load_params
@@ -51,12 +52,7 @@ def main() -> None:
     classes = language_classes(params.dataset.name, dataset.class_names)
     device = compute_device()
     loaded = load_clip(params.clip.model, params.clip.pretrained, device=device)
-    read = dict(
-        protocol=params.eval.protocol,
-        dataset_name=params.dataset.name,
-        window=params.clip.window,
-        stride=params.clip.stride,
-    )
+    read = reading_options(params)
     segmenters = {"maskclip": MaskClipSegmenter(loaded, classes, dense_mode=params.clip.dense_mode, **read)}
     for method, file in (("clips4", "clips4.pt"), ("maskclip_plus", "maskclip_plus.pt")):
         path = Path(args.models) / file

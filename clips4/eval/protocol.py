@@ -19,13 +19,27 @@ The scales, from the mmsegmentation 0.x configs MaskCLIP inherits (``configs/_ba
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from clips4.clip.dense import dense_clip_features, dense_clip_features_sliding
+from clips4.params import Params
 
 PROTOCOLS = ("slide", "whole")
 TEST_SCALES: dict[str, tuple[int, int]] = {"voc": (2048, 512), "context": (520, 520), "cocostuff": (2048, 512)}
+
+
+def reading_options(params: Params) -> dict[str, Any]:
+    """The reading settings of params (protocol, the dataset's test scale, windows), as the keyword arguments of
+    the segmenters (``MaskClipSegmenter``, ``StudentSegmenter``) and of :func:`protocol_features`."""
+    return {
+        "protocol": params.eval.protocol,
+        "dataset_name": params.dataset.name,
+        "window": params.clip.window,
+        "stride": params.clip.stride,
+    }
 
 
 def rescale_size(height: int, width: int, scale: tuple[int, int]) -> tuple[int, int]:

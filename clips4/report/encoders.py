@@ -21,7 +21,7 @@ from clips4.clip.dense import normalize_images, to_rgb_batch
 from clips4.clip.loading import LoadedClip
 from clips4.eval.language import LanguageClasses, segment_with_text
 from clips4.eval.maskclip import MaskClipSegmenter
-from clips4.eval.protocol import protocol_features
+from clips4.eval.protocol import protocol_features, reading_options
 from clips4.eval.student import StudentSegmenter, check_teacher, student_embeddings
 from clips4.params import Params
 
@@ -73,12 +73,7 @@ def build_methods(
     """The methods that can run, in report order: MaskCLIP always, each student whose checkpoint exists."""
     from clips4.train.checkpoint import load_student
 
-    read = dict(
-        protocol=params.eval.protocol,
-        dataset_name=params.dataset.name,
-        window=params.clip.window,
-        stride=params.clip.stride,
-    )
+    read = reading_options(params)
     methods = {
         "maskclip": MethodModel(
             "maskclip", MaskClipSegmenter(loaded, classes, dense_mode=params.clip.dense_mode, **read)

@@ -41,6 +41,7 @@ from clips4.eval.linear import LinearProbeConfig
 from clips4.eval.maskclip import MaskClipSegmenter
 from clips4.eval.method_scores import ImageScores, KnnSettings, ProbeData, score_images
 from clips4.eval.metrics import per_class_iou
+from clips4.eval.protocol import reading_options
 from clips4.eval.scoring import SegmentationScores, scores_from_confusion
 from clips4.eval.student import StudentSegmenter, check_teacher
 from clips4.params import Params
@@ -71,15 +72,8 @@ Builder = Callable[[EvalContext], "MaskClipSegmenter | StudentSegmenter | None"]
 
 
 def build_maskclip(context: EvalContext) -> MaskClipSegmenter:
-    params = context.params
     return MaskClipSegmenter(
-        context.clip(),
-        context.classes,
-        protocol=params.eval.protocol,
-        dataset_name=params.dataset.name,
-        window=params.clip.window,
-        stride=params.clip.stride,
-        dense_mode=context.dense_mode,
+        context.clip(), context.classes, dense_mode=context.dense_mode, **reading_options(context.params)
     )
 
 
@@ -107,16 +101,7 @@ def student_builder(filename: str) -> Builder:
         student, checkpoint = load_student(path, context.device)
         check_teacher(checkpoint, context.clip(), path)
         check_fold(checkpoint, context.params.fold, path)
-        params = context.params
-        return StudentSegmenter(
-            student,
-            context.clip(),
-            context.classes,
-            protocol=params.eval.protocol,
-            dataset_name=params.dataset.name,
-            window=params.clip.window,
-            stride=params.clip.stride,
-        )
+        return StudentSegmenter(student, context.clip(), context.classes, **reading_options(context.params))
 
     build.__name__ = f"build_{Path(filename).stem}"
     return build
