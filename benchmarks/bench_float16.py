@@ -42,13 +42,13 @@ def main() -> None:
     import clips4.cache
     from clips4.clip import dense_clip_features, feature_stride, load_clip, normalize_images, to_rgb_batch
     from clips4.clip.text import text_embeddings
-    from clips4.eval.language import language_classes, segment_with_text
+    from clips4.inference.language import language_classes, segment_with_text
     from clips4.eval.metrics import confusion_matrix, mean_iou
-    from clips4.eval.protocol import protocol_features, reading_options
+    from clips4.inference.reading import protocol_features, reading_options
     from clips4.params import load_params
     from clips4.prototypes import known_prototypes, top_m_segments
     from clips4.stages.common import image_list
-    from clips4.superpixels.embeddings import segment_embeddings
+    from clips4.ops.segment_means import grid_segment_means
 
     params = load_params("params.yaml")
     loaded = load_clip(params.clip.model, params.clip.pretrained)
@@ -72,9 +72,9 @@ def main() -> None:
             for k, row in enumerate(rows):
                 labels = superpixels.image(row).labels
                 n = int(superpixels.arrays["num_regions"][row])
-                vectors32, _ = segment_embeddings(labels, features32[k], stride, n)
+                vectors32, _ = grid_segment_means(labels, features32[k], stride, n)
                 f16 = features32[k].astype(np.float16).astype(np.float32)
-                vectors16 = segment_embeddings(labels, f16, stride, n)[0].astype(np.float16)
+                vectors16 = grid_segment_means(labels, f16, stride, n)[0].astype(np.float16)
                 stored = segments.segments_of(row).embeddings
                 same_as_store &= bool(np.array_equal(stored, vectors16))
                 max_store_diff = max(max_store_diff, float(np.abs(stored.astype(np.float32) - vectors16).max()))

@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from clips4.model import create_student
-    from clips4.train.kmeans import segments_within_superpixels
+    from clips4.ops.kmeans import segments_within_superpixels
     from clips4.train.losses import (
         ClipS4Criterion,
         ViewBatch,

@@ -20,14 +20,14 @@ import numpy as np
 
 from clips4.clip.loading import compute_device, load_clip
 from clips4.data.layouts import open_dataset
-from clips4.eval.language import language_classes
+from clips4.inference.language import language_classes
 from clips4.eval.maskclip import MaskClipSegmenter
-from clips4.eval.protocol import reading_options
+from clips4.inference.reading import reading_options
 from clips4.eval.scoring import score_segmenter
 from clips4.eval.student import StudentSegmenter, check_teacher
 from clips4.params import load_params
-from clips4.stages.prototypes import held_out_classes
-from clips4.train.checkpoint import load_student
+from clips4.classes import held_out_classes
+from clips4.model.checkpoint import load_student
 
 
 def class_free_scores(per_class: dict[str, float | None], held_out: list[str]) -> dict[str, float]:

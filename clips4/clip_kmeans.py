@@ -3,7 +3,7 @@ pixel embeddings ("segments" as CLIP-S4's section 3 words it), an alternative to
 segments.zarr holds (``prototypes.source: clip_kmeans``).
 
 Each image's dense features ``[h, w, D]`` (clip_dense.zarr) are clustered by spherical k-means
-(:func:`clips4.train.kmeans.spherical_kmeans`, k-means++ seeds from one generator seeded with ``seed``, so the
+(:func:`clips4.ops.kmeans.spherical_kmeans`, k-means++ seeds from one generator seeded with ``seed``, so the
 result is a pure function of the store and the params) into ``clusters`` groups; a segment's embedding is the
 normalised mean of CLIP's features over its cluster, as for a superpixel. Clusters ignore pixel position, so a
 segment may be split in space; empty clusters are dropped.
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clips4.train.kmeans import spherical_kmeans
+from clips4.ops.kmeans import spherical_kmeans
 
 KMEANS_ITERATIONS = 10  # as the student's segments (clips4.train.losses.ClipS4Criterion)
 

@@ -116,7 +116,7 @@ class LinearProbeParams:
 
 @dataclass(frozen=True)
 class EvalParams:
-    """How ``clips4 evaluate`` reads the val images (clips4/eval/protocol.py).
+    """How ``clips4 evaluate`` reads the val images (clips4/inference/reading.py).
 
     ``slide``: sliding windows of ``clip.window`` every ``clip.stride`` pixels for larger images; ``whole``:
     MaskCLIP's test, one pass over the image after mmsegmentation's per-dataset keep-ratio resize.

@@ -14,7 +14,7 @@ from clips4.data.davis import open_davis
 from clips4.data.images import write_jpeg, write_palette_png
 from clips4.data.types import Sample
 from clips4.eval.davis import read_annotations, read_results, score_sequence, summarize
-from clips4.eval.language import LanguageClasses
+from clips4.inference.language import LanguageClasses
 from clips4.eval.linear import LinearProbeConfig
 from clips4.eval.method_scores import KnnSettings, ProbeData, score_images
 from clips4.eval.propagation import PropagationConfig

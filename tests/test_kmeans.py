@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from clips4.train.kmeans import segments_within_superpixels, spherical_kmeans, split_by_superpixel
+from clips4.ops.kmeans import segments_within_superpixels, spherical_kmeans, split_by_superpixel
 from clips4.train.memory import MemoryBank
 
 

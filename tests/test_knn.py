@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from clips4.data.types import IGNORE_INDEX
-from clips4.eval.knn import evaluate_knn, form_segments, knn_vote, majority_labels, segment_embeddings
+from clips4.eval.knn import evaluate_knn, form_segments, knn_vote, majority_labels, probe_segment_means
 from clips4.eval.probe_inputs import DenseItem, nearest_cells
 
 
@@ -54,7 +54,7 @@ def test_segment_embedding_is_the_pixel_weighted_mean():
     a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
     embeddings = torch.stack([a, b], dim=1)[:, None, :]  # [2, 1, 2]: cell 0 = a, cell 1 = b
     segments = np.array([[0, 0, 0, 1], [0, 0, 0, 1]])  # pixel columns 0-1 read cell 0, columns 2-3 cell 1
-    means = segment_embeddings(embeddings, segments)
+    means = probe_segment_means(embeddings, segments)
     torch.testing.assert_close(means[0], F.normalize(4 * a + 2 * b, dim=0))
     torch.testing.assert_close(means[1], b)
 

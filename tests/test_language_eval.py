@@ -10,8 +10,8 @@ import yaml
 
 from clips4.clip import build_model, model_config, save_clip_checkpoint
 from clips4.data.layouts import open_dataset
-from clips4.eval.language import language_classes
-from clips4.eval.protocol import protocol_features, rescale_size
+from clips4.inference.language import language_classes
+from clips4.inference.reading import protocol_features, rescale_size
 from clips4.eval.scoring import score_segmenter
 from clips4.params import load_params
 from clips4.resources import class_names, prompt_names

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from clips4.cli import app
 from clips4.errors import Clips4Error
 from clips4.inference import UNLABELLED, Segmenter, parse_classes
-from clips4.train.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from clips4.model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def _read_labels(path: Path) -> np.ndarray:
 def test_segment_cli_gives_the_evaluate_stage_labels(in_project, tmp_path, teacher):
     from clips4.clip.loading import compute_device
     from clips4.data.layouts import open_dataset
-    from clips4.eval.language import language_classes
+    from clips4.inference.language import language_classes
     from clips4.params import load_params
     from clips4.stages.evaluate import EvalContext, build_clips4, build_maskclip
 

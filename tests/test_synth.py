@@ -9,7 +9,7 @@ from PIL import Image
 
 from clips4.data.davis import open_davis
 from clips4.data.layouts import open_dataset
-from clips4.data.synth import CLASS_NAMES, class_folds, generate_image, write_world
+from clips4.data.synth import CLASS_NAMES, synth_folds, generate_image, write_world
 from clips4.data.synth_video import write_videos
 from clips4.data.types import IGNORE_INDEX
 from clips4.params import SynthParams
@@ -78,7 +78,7 @@ def test_layout_files(world):
     assert len((world / "ImageSets/Segmentation/val.txt").read_text().split()) == 4
     assert Image.open(next((world / "SegmentationClass").glob("*.png"))).mode == "P"
     folds = json.loads((world / "folds.json").read_text())
-    assert folds == class_folds()
+    assert folds == synth_folds()
     assert sorted(name for fold in folds.values() for name in fold) == sorted(CLASS_NAMES)
     assert not (world.parent / "synth.partial").exists()
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from clips4.cli import app
 from clips4.params import load_params
-from clips4.train.checkpoint import CheckpointError, load_student, read_checkpoint
+from clips4.model.checkpoint import CheckpointError, load_student, read_checkpoint
 from clips4.train.loop import TrainInputs, train_student
 
 pytestmark = pytest.mark.slow
@@ -77,7 +77,7 @@ def test_resumed_run_equals_uninterrupted_bit_for_bit(params, tmp_path):
 def test_checkpoint_of_another_configuration_is_named_and_replaced(params, tmp_path, capsys):
     out = tmp_path / "model.pt"
     train_student(_with(params, iterations=2), inputs=_inputs(), out=out, progress=False)
-    from clips4.train.checkpoint import check_identity
+    from clips4.model.checkpoint import check_identity
 
     other = read_checkpoint(out)
     with pytest.raises(

@@ -27,6 +27,7 @@ from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 
 from clips4.errors import Clips4Error
+from clips4.ops.windows import sliding_window_mean
 
 DENSE_MODES = ("maskclip", "clearclip")
 
@@ -156,19 +157,11 @@ def dense_clip_features(model: torch.nn.Module, images: torch.Tensor, mode: str 
     return F.normalize(features, dim=-1)
 
 
-def _window_starts(length: int, window: int, stride: int) -> list[int]:
-    if length <= window:
-        return [0]
-    starts = list(range(0, length - window + 1, stride))
-    if starts[-1] != length - window:
-        starts.append(length - window)  # the last window ends at the border
-    return starts
-
-
 def dense_clip_features_sliding(
     model: torch.nn.Module, images: torch.Tensor, window: int, stride: int, mode: str = "maskclip"
 ) -> torch.Tensor:
-    """Dense features of images larger than ``window``: windows every ``stride`` pixels, overlaps averaged.
+    """Dense features of images larger than ``window``: windows every ``stride`` pixels, overlaps averaged
+    (:func:`clips4.ops.windows.sliding_window_mean`, the reader the student shares).
 
     ``window`` and ``stride`` must be multiples of the feature stride, so windows align with the grid.
     The averaged features are re-normalised.
@@ -180,19 +173,4 @@ def dense_clip_features_sliding(
     # Pad first, so that the last window (flush with the padded border) also starts on the feature grid: a
     # start off the grid would shift its features by a fraction of a cell and leave the last column uncovered.
     images = _pad_to_multiple(images, step)
-    height, width = images.shape[-2:]
-    grid_h, grid_w = height // step, width // step
-    total = None
-    counts = torch.zeros(grid_h, grid_w, 1, dtype=images.dtype, device=images.device)
-    for top in _window_starts(height, window, stride):
-        for left in _window_starts(width, window, stride):
-            crop = images[..., top : top + window, left : left + window]
-            features = dense_clip_features(model, crop, mode)
-            if total is None:
-                total = torch.zeros(
-                    images.shape[0], grid_h, grid_w, features.shape[-1], dtype=features.dtype, device=features.device
-                )
-            gy, gx = top // step, left // step
-            total[:, gy : gy + features.shape[1], gx : gx + features.shape[2]] += features
-            counts[gy : gy + features.shape[1], gx : gx + features.shape[2]] += 1
-    return F.normalize(total / counts, dim=-1)
+    return sliding_window_mean(lambda crop: dense_clip_features(model, crop, mode), images, window, stride, step)

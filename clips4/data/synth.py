@@ -86,7 +86,7 @@ def image_id(split: str, index: int) -> str:
     return f"{split}_{index:06d}"
 
 
-def class_folds(class_names: tuple[str, ...] = CLASS_NAMES) -> dict[str, list[str]]:
+def synth_folds(class_names: tuple[str, ...] = CLASS_NAMES) -> dict[str, list[str]]:
     """4 held-out class folds: class i goes to fold i mod 4 (stuff and things mix in every fold)."""
     return {str(fold): [name for i, name in enumerate(class_names) if i % NUM_FOLDS == fold] for fold in range(4)}
 
@@ -287,7 +287,7 @@ def write_world(params: SynthParams, seed: int, out: str | Path, workers: int = 
 
     (partial / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
     (partial / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (partial / "folds.json").write_text(json.dumps(class_folds(), indent=1) + "\n")
+    (partial / "folds.json").write_text(json.dumps(synth_folds(), indent=1) + "\n")
     for split in SPLITS:
         ids = [str(r["id"]) for r in records if str(r["id"]).startswith(split + "_")]
         (partial / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")

@@ -1,7 +1,7 @@
 """kNN segment classification (CLIP-S4's Table 4, left): unsupervised segments labelled by their nearest neighbours.
 
 Segments are made the same way on train and val images: the pixel embeddings of one image are clustered with
-spherical k-means (:func:`clips4.train.kmeans.spherical_kmeans`, the training's) and each cluster is split along
+spherical k-means (:func:`clips4.ops.kmeans.spherical_kmeans`, the training's) and each cluster is split along
 the superpixels (one segment per cluster x superpixel pair); a segment's embedding is the unit-normalised mean of
 its pixels' embeddings (each pixel reads the feature-grid cell under it). Train segments take the majority
 ground-truth label of their pixels (255 ignored) - the only use of train ground truth, as in the paper. Each val
@@ -24,7 +24,8 @@ from clips4.data.types import IGNORE_INDEX
 from clips4.errors import Clips4Error
 from clips4.eval.metrics import confusion_matrix, mean_iou, per_class_iou
 from clips4.eval.probe_inputs import DenseItem, check_item, nearest_cells
-from clips4.train.kmeans import spherical_kmeans
+from clips4.ops.kmeans import spherical_kmeans
+from clips4.ops.segment_means import segment_means
 
 KMEANS_ITERATIONS = 20
 
@@ -69,19 +70,17 @@ def segments_of(items: list[DenseItem], clusters: int, seed: int = 0, batch_size
     return segments
 
 
-def segment_embeddings(embeddings: torch.Tensor, segments: np.ndarray) -> torch.Tensor:
-    """Unit ``[S, D]`` mean embedding of each segment of ``segments`` ``[H, W]`` (ids 0..S-1), on the grid's device."""
+def probe_segment_means(embeddings: torch.Tensor, segments: np.ndarray) -> torch.Tensor:
+    """Unit ``[S, D]`` mean embedding of each segment of ``segments`` ``[H, W]`` (ids 0..S-1), on the grid's device:
+    each pixel reads the ``[D, h, w]`` grid cell under it, so each (segment, cell) pair counts once per pixel."""
     dim, h, w = embeddings.shape
     cells = nearest_cells((h, w), segments.shape)
-    # Each (segment, cell) pair contributes the cell's embedding once per pixel it covers.
     pairs, counts = np.unique(segments.astype(np.int64) * (h * w) + cells, return_counts=True)
     segment_index = torch.from_numpy(pairs // (h * w)).to(embeddings.device)
     cell_index = torch.from_numpy(pairs % (h * w)).to(embeddings.device)
     weights = torch.from_numpy(counts).to(embeddings.device, torch.float32)
     flat = embeddings.float().reshape(dim, -1).T
-    sums = torch.zeros(int(segments.max()) + 1, dim, device=embeddings.device)
-    sums.index_add_(0, segment_index, flat[cell_index] * weights[:, None])
-    return F.normalize(sums, dim=1)
+    return segment_means(flat[cell_index], segment_index, int(segments.max()) + 1, weights=weights)
 
 
 def majority_labels(segments: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:
@@ -142,13 +141,13 @@ def evaluate_knn(
     for item, segments in zip(train, segments_of(train, clusters, seed), strict=True):
         labels = majority_labels(segments, item.label, num_classes)
         keep = labels != IGNORE_INDEX
-        bank.append(segment_embeddings(item.embeddings, segments).cpu().numpy()[keep])
+        bank.append(probe_segment_means(item.embeddings, segments).cpu().numpy()[keep])
         bank_labels.append(labels[keep])
     bank_array = np.concatenate(bank) if bank else np.zeros((0, 1), np.float32)
     bank_label_array = np.concatenate(bank_labels) if bank_labels else np.zeros(0, np.int64)
     val_segments = segments_of(val, clusters, seed)
     queries = [
-        segment_embeddings(item.embeddings, segments).cpu().numpy()
+        probe_segment_means(item.embeddings, segments).cpu().numpy()
         for item, segments in zip(val, val_segments, strict=True)
     ]
     # One search for all val segments: FAISS builds its index once.

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from clips4.data.davis import DavisDataset
 from clips4.eval.davis import DavisSummary, evaluate_results, write_results
-from clips4.eval.embedding_pass import PixelEmbedder
 from clips4.eval.propagation import PropagationConfig, propagate_masks
+from clips4.eval.scoring import PixelSegmenter
 
 
 def propagation_grid(size: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -41,7 +41,7 @@ def resample_embeddings(embeddings: torch.Tensor, grid: tuple[int, int]) -> torc
 
 
 @torch.no_grad()
-def video_embeddings(embedder: PixelEmbedder, frames: list[np.ndarray], stride: int, batch_size: int = 16):
+def video_embeddings(embedder: PixelSegmenter, frames: list[np.ndarray], stride: int, batch_size: int = 16):
     """``[T, D, gh, gw]`` unit embeddings of a video's frames on the propagation grid."""
     grid = propagation_grid(frames[0].shape[:2], stride)
     parts = []
@@ -52,7 +52,7 @@ def video_embeddings(embedder: PixelEmbedder, frames: list[np.ndarray], stride: 
 
 
 def propagate_video_set(
-    embedder: PixelEmbedder,
+    embedder: PixelSegmenter,
     videos: DavisDataset,
     out: str | Path,
     config: PropagationConfig,

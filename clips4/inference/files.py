@@ -25,6 +25,7 @@ from clips4.data.images import write_palette_png
 from clips4.errors import Clips4Error
 from clips4.inference.render import class_palette, overlay
 from clips4.inference.segmenter import Segmenter, SegmentResult, as_rgb_array
+from clips4.ops.batches import same_size_batches
 
 #: File name endings taken from folders (a file named on the command line is read whatever its ending).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
@@ -96,23 +97,13 @@ def write_classes(out: Path, classes: Sequence[str]) -> Path:
     return path
 
 
-def _batches(
-    items: Sequence[tuple[Path, str]], batch_size: int, run: SegmentRun
-) -> Iterator[list[tuple[str, np.ndarray]]]:
-    """Consecutive readable images of one size, ``batch_size`` at most; unreadable ones go to ``run.failed``."""
-    pending: list[tuple[str, np.ndarray]] = []
+def _readable(items: Sequence[tuple[Path, str]], run: SegmentRun) -> Iterator[tuple[str, np.ndarray]]:
+    """``(name, image)`` of each readable image, in order; unreadable ones go to ``run.failed``."""
     for file, name in items:
         try:
-            image = as_rgb_array(file)
+            yield name, as_rgb_array(file)
         except Clips4Error as err:
             run.failed.append(str(err))
-            continue
-        if pending and (len(pending) == batch_size or pending[0][1].shape != image.shape):
-            yield pending
-            pending = []
-        pending.append((name, image))
-    if pending:
-        yield pending
 
 
 def run_segment(
@@ -138,7 +129,7 @@ def run_segment(
         total=len(items), desc=f"segment ({segmenter.method})", unit="img", disable=not progress, mininterval=1.0
     )
     with bar:
-        for batch in _batches(items, max(1, batch_size), run):
+        for batch in same_size_batches(_readable(items, run), lambda item: item[1].shape, batch_size):
             results = segmenter.segment_batch([image for _, image in batch], classes, threshold, scores=save_scores)
             for (name, image), result in zip(batch, results, strict=True):
                 run.written += write_outputs(out, name, image, result, save_scores)

@@ -1,16 +1,18 @@
-"""Segment any image with any class names: ``Segmenter.from_checkpoint(path).segment(image, ["cat", "dog"])``.
+"""The one segmenter: ``Segmenter.from_checkpoint(path).segment(image, ["cat", "dog"])``.
 
-The same computation as the ``evaluate`` stage, with the same shared functions: pixel embeddings from the student
-(:func:`clips4.eval.student.student_embeddings`) or, for the MaskCLIP baseline, from CLIP itself
-(:func:`clips4.eval.protocol.protocol_features`); class names embedded with the 85-template prompt ensemble
-(:func:`clips4.clip.text.text_embeddings`); cosine scores upsampled to the image before the argmax
-(:func:`clips4.eval.language.text_scores`). So on a dataset's val images with its class names it gives the labels
-``clips4 evaluate`` scores.
+It is what every use of a method goes through: ``clips4 evaluate`` (MaskCLIP, the MaskCLIP+-style baseline and
+CLIP-S4, :mod:`clips4.eval.methods`), the training's val score, the report's figures, ``clips4 segment`` and
+``clips4 serve``. Pixel embeddings come from the student or, for the MaskCLIP baseline, from CLIP itself, read as
+:mod:`clips4.inference.reading` says; class names are embedded with the 85-template prompt ensemble
+(:func:`clips4.clip.text.text_embeddings`); cosine scores are upsampled to the image before the argmax
+(:func:`clips4.inference.language.text_scores`). So on a dataset's val images with its class names it gives the
+labels ``clips4 evaluate`` scores.
 
 How images are read is recorded in the checkpoint (its resolved params), shown in :attr:`Segmenter.settings`:
 ``eval.protocol`` (``slide``: images larger than ``clip.window`` read in windows every ``clip.stride`` pixels,
 overlaps averaged), ``dataset.name`` (the ``whole`` protocol's test scale), ``clip.dense_mode`` (MaskCLIP only).
 """
+
 
 from __future__ import annotations
 
@@ -26,37 +28,14 @@ from clips4.clip.dense import normalize_images, to_rgb_batch
 from clips4.clip.loading import LoadedClip, compute_device
 from clips4.clip.text import text_embeddings
 from clips4.errors import Clips4Error
-from clips4.eval.language import text_scores
-from clips4.eval.protocol import protocol_features
-from clips4.eval.student import student_embeddings
+from clips4.inference.language import text_scores
+from clips4.inference.reading import ReadSettings, clip_features, student_features
 
 #: Label value of pixels left unlabelled by ``threshold`` (and the most classes one label PNG can hold).
 UNLABELLED = 255
 METHODS = ("clips4", "maskclip")
 
 ImageInput = str | Path | np.ndarray | Any  # a path, an array [H, W], [H, W, 1|3|4], or a PIL image
-
-
-@dataclass(frozen=True)
-class ReadSettings:
-    """How images are read into dense embeddings (from the checkpoint's params)."""
-
-    protocol: str
-    dataset_name: str
-    window: int
-    stride: int
-    dense_mode: str
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> ReadSettings:
-        clip, evaluation = params.get("clip", {}), params.get("eval", {})
-        return cls(
-            protocol=evaluation.get("protocol", "slide"),
-            dataset_name=params.get("dataset", {}).get("name", "synth"),
-            window=int(clip.get("window", 448)),
-            stride=int(clip.get("stride", 224)),
-            dense_mode=clip.get("dense_mode", "maskclip"),
-        )
 
 
 @dataclass(frozen=True)
@@ -175,16 +154,16 @@ class Segmenter:
         real CLIP on a CPU; only for CLIP weights read from a file, whose sha256 keys them).
 
         Raises:
-            clips4.train.checkpoint.CheckpointError: the file is missing, corrupt, of another format version, or
+            clips4.model.checkpoint.CheckpointError: the file is missing, corrupt, of another format version, or
                 its CLIP cannot be found or does not match; the message names the file.
         """
         from clips4.inference.teacher import load_teacher_clip
-        from clips4.train.checkpoint import load_student
+        from clips4.model.checkpoint import load_student
 
         device = compute_device() if device is None else torch.device(device)
         student, checkpoint = load_student(path, device)
         loaded = load_teacher_clip(checkpoint, path, device, clip)
-        settings = ReadSettings.from_params(checkpoint.get("params", {}))
+        settings = ReadSettings.from_recorded(checkpoint.get("params", {}))
         segmenter = cls(
             student, loaded, settings, mean=checkpoint.get("mean"), std=checkpoint.get("std"), text_cache=text_cache
         )
@@ -210,20 +189,25 @@ class Segmenter:
         clip = f"{self.clip.model_name} ({(self.clip.sha256 or self.clip.source)[:12]})"
         return f"{self.method}: CLIP {clip}, {read}{mode}, 85-template prompts, device {self.device}"
 
-    def dense(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Unit pixel embeddings ``[B, h, w, D]`` of same-size uint8 RGB images, on the model's device."""
-        batch = normalize_images(to_rgb_batch(list(images)).to(self.device), self.mean, self.std)
-        s = self.settings
-        read = dict(protocol=s.protocol, dataset_name=s.dataset_name, window=s.window, stride=s.stride)
+    @classmethod
+    def maskclip(cls, clip: LoadedClip, settings: ReadSettings, **kwargs: Any) -> Segmenter:
+        """The MaskCLIP baseline: ``clip``'s own dense features, read with ``settings``."""
+        return cls(clip.model, clip, settings, method="maskclip", **kwargs)
+
+    @torch.no_grad()
+    def pixel_embeddings(self, images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+        """Unit pixel embeddings ``[B, h, w, D]`` of same-size uint8 RGB images (or one), on the model's device."""
+        images = [images] if isinstance(images, np.ndarray) else list(images)
+        batch = normalize_images(to_rgb_batch(images).to(self.device), self.mean, self.std)
         if self.method == "clips4":
-            return student_embeddings(self.model, batch, **read)
-        return protocol_features(self.clip.model, batch, **read, mode=s.dense_mode)
+            return student_features(self.model, batch, self.settings)
+        return clip_features(self.clip.model, batch, self.settings)
 
     @torch.no_grad()
     def embed(self, image: ImageInput) -> torch.Tensor:
         """Unit pixel embeddings ``[h, w, D]`` (float32, CPU) on the model's output grid (``h, w`` = the image size
         over the output stride; the full size where sliding windows were used), in CLIP's text space."""
-        return self.dense([as_rgb_array(image)])[0].float().cpu()
+        return self.pixel_embeddings([as_rgb_array(image)])[0].float().cpu()
 
     def class_embeddings(self, classes: Sequence[str]) -> torch.Tensor:
         """Prompt-ensembled text embeddings ``[C, D]`` of class names (cached per CLIP and class list)."""
@@ -254,7 +238,7 @@ class Segmenter:
         size = images[0].shape[:2]
         if any(image.shape[:2] != size for image in images):
             raise Clips4Error("segment_batch: images of different sizes; batch only images of one size")
-        cosine = text_scores(self.dense(images), self.class_embeddings(names), size)
+        cosine = text_scores(self.pixel_embeddings(images), self.class_embeddings(names), size)
         labels, best = cosine.argmax(dim=1).to(torch.uint8), cosine.amax(dim=1)
         if threshold is not None:
             labels[best < threshold] = UNLABELLED

@@ -16,10 +16,21 @@ import torch
 
 from clips4.clip.loading import LoadedClip, file_sha256, load_clip
 from clips4.errors import Clips4Error
-from clips4.eval.student import check_teacher
-from clips4.train.checkpoint import CheckpointError
+from clips4.model.checkpoint import CheckpointError
 
 OPEN_CLIP_PREFIX = "open_clip:"
+
+
+def check_teacher(checkpoint: dict, loaded: LoadedClip, path: str | Path) -> None:
+    """The student was trained against the CLIP whose text embeddings will label it, or a clear error."""
+    trained = checkpoint.get("clip", {})
+    now = {"model_name": loaded.model_name, "weights_sha256": loaded.sha256}
+    if any(trained.get(key) != value for key, value in now.items() if value is not None):
+        raise Clips4Error(
+            f"{path}: trained against CLIP {trained.get('model_name')} ({trained.get('weights_sha256')}), but "
+            f"clip.model and clip.pretrained load {loaded.model_name} ({loaded.sha256}); its embeddings live in "
+            "that CLIP's space: set the params it was trained with, or retrain (`dvc repro`)"
+        )
 
 
 def clip_reference(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import torch
 from clips4.cache.api import SegmentsStore, SuperpixelsStore
 from clips4.data.segmentation import SegmentationDataset
 from clips4.data.types import IGNORE_INDEX
-from clips4.eval.language import LanguageClasses
+from clips4.inference.language import LanguageClasses
 from clips4.report.encoders import MethodModel
 from clips4.report.figures_pixels import plot_pca_embeddings, plot_predictions
 from clips4.report.figures_segments import RetrievedSegment, plot_retrieval, plot_segment_projection, segment_crop

@@ -1,7 +1,7 @@
 """The val superpixels behind the segment figures (the paper's Fig. 4): for each superpixel of the first val
 images, its ground-truth majority class, its bounding box, CLIP's embedding (read from segments.zarr, never
 recomputed) and each student's embedding (the normalised mean of its pixel embeddings over the superpixel, as
-the training's avgsim does, :func:`clips4.train.validate.segment_means`)."""
+avgsim does, :func:`clips4.ops.segment_means.upsampled_superpixel_means`)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.ndimage import find_objects
 
 from clips4.cache.api import SegmentsStore, SuperpixelsStore
 from clips4.cache.store import StoreError
 from clips4.data.segmentation import SegmentationDataset
 from clips4.data.types import IGNORE_INDEX
-from clips4.train.validate import segment_means
+from clips4.ops.batches import same_size_batches
+from clips4.ops.segment_means import upsampled_superpixel_means
 
 
 @dataclass(frozen=True)
@@ -54,26 +54,8 @@ def bounding_boxes(regions: np.ndarray, count: int) -> np.ndarray:
     return boxes
 
 
-def student_segment_embeddings(embeddings: torch.Tensor, regions: np.ndarray, count: int) -> np.ndarray:
-    """``[count, D]`` unit means over superpixels of pixel embeddings ``[h, w, D]`` upsampled to the image."""
-    per_pixel = F.interpolate(embeddings.permute(2, 0, 1)[None], size=regions.shape, mode="bilinear")
-    per_pixel = F.normalize(per_pixel[0], dim=0)
-    return segment_means(per_pixel, torch.from_numpy(regions.astype(np.int64)), count).numpy()
-
-
 #: Images per forward pass (consecutive images of one size).
 BATCH_SIZE = 16
-
-
-def same_size_batches(images: Sequence[np.ndarray], batch_size: int = BATCH_SIZE) -> list[list[int]]:
-    """Indices of ``images`` in runs of consecutive images of one size, at most ``batch_size`` each."""
-    batches: list[list[int]] = []
-    for index, image in enumerate(images):
-        if batches and len(batches[-1]) < batch_size and images[batches[-1][0]].shape == image.shape:
-            batches[-1].append(index)
-        else:
-            batches.append([index])
-    return batches
 
 
 def collect_val_segments(
@@ -94,7 +76,7 @@ def collect_val_segments(
     pictures = [dataset.read_image(index) for index in range(count)]
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("image", "region", "majority", "boxes", "clip")}
     per_method: dict[str, list[np.ndarray]] = {name: [] for name in embedders}
-    for batch in same_size_batches(pictures):
+    for batch in same_size_batches(range(count), lambda index: pictures[index].shape, BATCH_SIZE):
         embedded = {name: embed([pictures[i] for i in batch]) for name, embed in embedders.items()}
         for k, index in enumerate(batch):
             image_id = dataset.ids[index]
@@ -116,7 +98,7 @@ def collect_val_segments(
             for name, embeddings in embedded.items():
                 if on_embeddings is not None:
                     on_embeddings(index, name, embeddings[k])
-                means = student_segment_embeddings(embeddings[k], regions, regions_count)
+                means = upsampled_superpixel_means(embeddings[k], regions, regions_count).numpy()
                 per_method[name].append(means[present])
     return ValSegments(
         image=np.concatenate(parts["image"]),

@@ -23,7 +23,6 @@ so a failed run leaves the previous store (dvc.yaml marks it ``persist``, so DVC
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from clips4.cache.store import StoreError, fingerprint, open_for_reading, write_small_store
+from clips4.classes import class_text, held_out_classes
 from clips4.errors import Clips4Error
 from clips4.params import Params, ParamsError
 from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SEGMENTS_STORE
@@ -44,27 +44,6 @@ class PrototypesResult:
     train_segments: int
     unknowns: int
     search: str  # the FAISS build and index that ran, e.g. "faiss 1.15.1 (no GPU), IndexFlatIP"
-
-
-def class_folds(params: Params) -> dict[int, list[str]]:
-    """The held-out class folds of the dataset: the synthetic world's folds.json, or Pascal Context-59's."""
-    if params.dataset.name == "synth":
-        path = Path(params.dataset.root) / "folds.json"
-        if not path.is_file():
-            raise Clips4Error(f"{path}: missing; regenerate the world with `clips4 synth`")
-        return {int(k): v for k, v in json.loads(path.read_text()).items()}
-    if params.dataset.name == "context":
-        from clips4.resources import context59_folds
-
-        return context59_folds()
-    raise Clips4Error(
-        f"params.yaml: fold: no class folds are defined for dataset {params.dataset.name!r} "
-        "(folds exist for synth and context); set fold: null"
-    )
-
-
-def held_out_classes(params: Params) -> list[str]:
-    return [] if params.fold is None else class_folds(params)[params.fold]
 
 
 def train_rows(attrs: Any, path: str | Path, split: str) -> tuple[int, int]:
@@ -106,15 +85,6 @@ def clip_identity(attrs: Any, path: str | Path) -> dict[str, Any]:
                 f"{path}: records no CLIP weights and its clip_dense store is unreadable ({err})"
             ) from None
     return {"model_name": attrs.get("model_name"), "weights": weights}
-
-
-def class_text(loaded: Any, dataset: str, names: tuple[str, ...]) -> np.ndarray:
-    """float32 ``[k, D]`` prompt-ensembled text embeddings of the known classes (the one place they are made),
-    with the dataset's prompt names (``aeroplane`` -> ``airplane``, as MaskCLIP prompts them)."""
-    from clips4.clip import text_embeddings
-    from clips4.resources import prompt_names
-
-    return text_embeddings(loaded, prompt_names(dataset, names)).numpy().astype(np.float32)
 
 
 def faiss_build(index: str) -> str:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clips4.cache.api import open_complete
+from clips4.classes import class_folds
 from clips4.clip.loading import compute_device, load_clip
 from clips4.data.layouts import open_dataset
 from clips4.data.splits import require_images
 from clips4.errors import Clips4Error
-from clips4.eval.language import language_classes
+from clips4.inference.language import language_classes
 from clips4.params import Params
 from clips4.report.compose import FIGURE_FILES, ImageFigureInputs, draw_image_figures
 from clips4.report.encoders import STUDENT_FILES, build_methods
@@ -27,7 +28,6 @@ from clips4.report.inputs import read_results
 from clips4.report.markdown import render_report
 from clips4.report.tables import METHOD_TITLES, metrics_table, per_class_table
 from clips4.report.video import draw_video_figure
-from clips4.stages.prototypes import class_folds
 
 #: Figures' folder inside the reports folder, and how report.md links it.
 FIGURES_SUBDIR = "figures/report"

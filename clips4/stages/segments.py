@@ -60,7 +60,7 @@ def run_segments(
 ) -> StageResult:
     """Mean dense CLIP embedding of every superpixel; resumes an interrupted store (a stale one holding finished
     work is replaced only with ``rebuild``)."""
-    from clips4.superpixels.embeddings import segment_embeddings
+    from clips4.ops.segment_means import grid_segment_means
 
     regions = open_for_reading(superpixels, "superpixels", stage="ucm")
     features = open_for_reading(dense, "clip_dense", stage="clip-dense")
@@ -104,7 +104,7 @@ def run_segments(
     parts = {  # the inputs' content, not their paths: a moved cache folder stays valid
         "kind": "segments",
         "inputs": {name: source["fingerprint"] for name, source in inputs.items()},
-        "code": code_digest("clips4.superpixels.embeddings", "clips4.stages.segments"),
+        "code": code_digest("clips4.ops.segment_means", "clips4.stages.segments"),
     }
     store = ChunkedStore.open(
         out,
@@ -141,7 +141,7 @@ def run_segments(
                     f"{dense}: image {image_ids[image]!r} is {image_sizes[k][0]}x{image_sizes[k][1]} in the dense "
                     f"store but {height}x{width} in {superpixels}; rebuild both from the same dataset"
                 )
-            vectors, area = segment_embeddings(
+            vectors, area = grid_segment_means(
                 labels[k, :height, :width], cell_features[k], stride, int(num_regions[image])
             )
             lo, hi = max(int(offsets[image]), start), min(int(offsets[image + 1]), stop)

@@ -11,12 +11,11 @@ instead: the same student and loop, per-pixel cross-entropy against MaskCLIP's a
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from clips4.errors import Clips4Error
+from clips4.io import atomic_write_json
 from clips4.params import Params
 from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SUPERPIXELS_STORE
 
@@ -31,6 +30,17 @@ BASELINES = {
         Path("reports/train_maskclip_plus"),
     ),
 }
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Val scores of a student (models/clips4.json's ``val``): mIoU and pixel accuracy in percent, avgsim a cosine."""
+
+    miou: float
+    pacc: float
+    avgsim: float
+    images: int
+    segments: int
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,7 @@ def run_train(
             "avgsim": scores.avgsim,
             "miou": scores.miou,
         }
-        _write_json(Path(metrics), record)
+        atomic_write_json(Path(metrics), record, durable=True)
         return TrainStageResult(
             result.checkpoint,
             str(metrics),
@@ -122,9 +132,9 @@ def _baseline(params: Params, loaded, name: str):
     """The baseline's targets: the known classes' text, made as the prototypes stage makes its ``class_text``."""
     import torch
 
+    from clips4.classes import class_text, held_out_classes
     from clips4.data.layouts import open_dataset
     from clips4.prototypes import known_classes
-    from clips4.stages.prototypes import class_text, held_out_classes
     from clips4.train.objective import PixelBaseline
 
     dataset = open_dataset(params.dataset.name, params.dataset.root, params.dataset.train_split)
@@ -133,31 +143,34 @@ def _baseline(params: Params, loaded, name: str):
 
 
 def _score(params: Params, loaded, checkpoint, dense, superpixels, device):
-    """Val mIoU and avgsim of the trained student (from its checkpoint, as any user would load it)."""
-    import clips4.cache
-    from clips4.clip import text_embeddings
+    """Val scores of the trained student (from its checkpoint, as any user would load it), by the scorer that
+    ``evaluate`` uses (the same classes, prompts and reading), over the first ``train.val_images`` val images."""
     from clips4.data.layouts import open_dataset
-    from clips4.train.checkpoint import load_student
-    from clips4.train.validate import score_student
+    from clips4.eval.methods import probe_data, student_segmenter
+    from clips4.eval.scoring import score_segmenter
+    from clips4.inference.language import language_classes
 
-    student, _ = load_student(checkpoint, device=device)
-    dataset = open_dataset(params.dataset.name, params.dataset.root, params.dataset.val_split)
-    return score_student(
-        student,
-        dataset,
-        clips4.cache.open(str(dense)),
-        clips4.cache.open(str(superpixels)),
-        text_embeddings(loaded, list(dataset.class_names)),
-        mean=student.mean,
-        std=student.std,
-        split=params.dataset.val_split,
-        max_images=params.train.val_images,
-        device=device,
+    split = params.dataset.val_split
+    val = open_dataset(params.dataset.name, params.dataset.root, split)
+    count = min(params.train.val_images, len(val))
+    classes = language_classes(params.dataset.name, val.class_names)
+    data = probe_data(
+        params, loaded, superpixels_path=superpixels, dense_path=dense, split=split, val_count=count, avgsim=True
     )
-
-
-def _write_json(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    scores = score_segmenter(
+        student_segmenter(Path(checkpoint), loaded, params, device),
+        val,
+        classes,
+        where=f"{params.dataset.root} (split {split!r})",
+        desc="train: score",
+        max_images=count,
+        data=data,
+        avgsim=True,
+    )
+    return ValidationResult(
+        miou=scores.language.miou,
+        pacc=scores.language.pacc,
+        avgsim=round(scores.avgsim, 4) if scores.avgsim is not None else float("nan"),
+        images=scores.images,
+        segments=scores.segments,
+    )

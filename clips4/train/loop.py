@@ -26,14 +26,14 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import clips4
-from clips4.params import Params
-from clips4.train.checkpoint import (
+from clips4.model.checkpoint import (
     CheckpointError,
     check_identity,
     identity_fingerprint,
     read_checkpoint,
     save_checkpoint,
 )
+from clips4.params import Params
 from clips4.train.data import BatchPlan, TrainBatches, TrainCaches, batch_loader
 from clips4.train.distributed import Runtime, broadcast_module_state, mean_over_ranks, setup_runtime
 from clips4.train.live import TrainLog

@@ -27,19 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clips4.train.kmeans import Segments, segments_within_superpixels
+from clips4.ops.kmeans import Segments, segments_within_superpixels
+from clips4.ops.segment_means import segment_means
 
 # ---------------------------------------------------------------------------------------------- pure functions
-
-
-def segment_means(values: torch.Tensor, segment_ids: torch.Tensor, count: int, normalize: bool = True) -> torch.Tensor:
-    """Mean of ``values [N, D]`` over each segment ``segment_ids [N]`` (``0..count-1``): ``[count, D]``, unit length
-    if ``normalize`` (an empty segment gives a zero row)."""
-    sums = values.new_zeros(count, values.shape[1]).index_add_(0, segment_ids, values)
-    if normalize:
-        return F.normalize(sums, dim=1)
-    sizes = torch.bincount(segment_ids, minlength=count).clamp(min=1).to(values.dtype)
-    return sums / sizes[:, None]
 
 
 def pixel_segment_contrastive(
