@@ -42,13 +42,13 @@ def main() -> None:
     import clips4.cache
     from clips4.clip import dense_clip_features, feature_stride, load_clip, normalize_images, to_rgb_batch
     from clips4.clip.text import text_embeddings
+    from clips4.ops.metrics import confusion_matrix, mean_iou
     from clips4.inference.language import language_classes, segment_with_text
-    from clips4.eval.metrics import confusion_matrix, mean_iou
-    from clips4.inference.reading import protocol_features, reading_options
+    from clips4.inference.reading import ReadSettings, clip_features
+    from clips4.ops.segment_means import grid_segment_means
     from clips4.params import load_params
     from clips4.prototypes import known_prototypes, top_m_segments
     from clips4.stages.common import image_list
-    from clips4.ops.segment_means import grid_segment_means
 
     params = load_params("params.yaml")
     loaded = load_clip(params.clip.model, params.clip.pretrained)
@@ -122,12 +122,12 @@ def main() -> None:
     confusion32 = np.zeros((count, count), np.int64)
     confusion16 = np.zeros_like(confusion32)
     differ = pixels_total = 0
-    read = {**reading_options(params), "mode": params.clip.dense_mode}
+    read = ReadSettings.from_params(params)
     with torch.no_grad():
         for index in range(len(dataset)):
             sample = dataset[index]
             batch = normalize_images(to_rgb_batch(sample.image), loaded.mean, loaded.std)
-            features = protocol_features(model, batch, **read)
+            features = clip_features(model, batch, read)
             size = sample.image.shape[:2]
             labels32 = segment_with_text(features, class_text, size)[0].numpy()
             labels16 = segment_with_text(features.half().float(), class_text, size)[0].numpy()

@@ -22,8 +22,8 @@ def write_student_checkpoint(root: Path, seed: int = 0) -> Path:
     import clips4
     from clips4.clip.loading import file_sha256
     from clips4.model import create_student
-    from clips4.params import load_params
     from clips4.model.checkpoint import save_checkpoint
+    from clips4.params import load_params
 
     params = load_params(root / "params.yaml")
     torch.manual_seed(seed)

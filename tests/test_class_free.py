@@ -7,7 +7,7 @@ import pytest
 
 from clips4.errors import Clips4Error
 from clips4.eval.class_free import class_free_scores, harmonic_mean
-from clips4.eval.metrics import per_class_iou
+from clips4.ops.metrics import per_class_iou
 
 NAMES = ("sky", "grass", "cat", "dog")
 

@@ -1,4 +1,5 @@
-"""The student at test time: window placement, sliding-window embeddings, the teacher check."""
+"""The student at test time: window placement, sliding-window embeddings (the reader CLIP shares), the teacher
+check."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from clips4.errors import Clips4Error
-from clips4.eval.student import check_teacher, sliding_embeddings, student_embeddings, window_starts
+from clips4.inference.reading import ReadSettings, student_features
+from clips4.inference.teacher import check_teacher
+from clips4.ops.windows import window_starts
 
 
 def test_window_starts_cover_the_side_and_end_flush():
@@ -38,20 +41,18 @@ def test_sliding_windows_equal_one_pass_for_a_pointwise_student():
     student = PointwiseStudent()
     images = torch.randn(2, 3, 37, 53)
     whole = student(images)
-    slid = sliding_embeddings(student, images, window=16, stride=7)
-    assert slid.shape == whole.shape
-    torch.testing.assert_close(slid, whole, atol=1e-5, rtol=1e-5)
-    channels_last = student_embeddings(student, images, protocol="slide", dataset_name="synth", window=16, stride=7)
-    torch.testing.assert_close(channels_last, whole.permute(0, 2, 3, 1), atol=1e-5, rtol=1e-5)
+    slid = student_features(student, images, ReadSettings(protocol="slide", window=16, stride=7))
+    assert slid.shape == whole.permute(0, 2, 3, 1).shape
+    torch.testing.assert_close(slid, whole.permute(0, 2, 3, 1), atol=1e-5, rtol=1e-5)
 
 
 def test_whole_protocol_resizes_to_the_dataset_scale():
     student = PointwiseStudent()
     images = torch.randn(1, 3, 40, 60)
     # Pascal Context's test scale (520, 520): the long side becomes 520.
-    out = student_embeddings(student, images, protocol="whole", dataset_name="context", window=16, stride=8)
+    out = student_features(student, images, ReadSettings(protocol="whole", dataset_name="context", window=16, stride=8))
     assert out.shape == (1, 347, 520, 8)
-    synth = student_embeddings(student, images, protocol="whole", dataset_name="synth", window=16, stride=8)
+    synth = student_features(student, images, ReadSettings(protocol="whole", dataset_name="synth", window=16, stride=8))
     assert synth.shape == (1, 40, 60, 8)
 
 

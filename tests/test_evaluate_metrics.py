@@ -14,11 +14,11 @@ from clips4.data.davis import open_davis
 from clips4.data.images import write_jpeg, write_palette_png
 from clips4.data.types import Sample
 from clips4.eval.davis import read_annotations, read_results, score_sequence, summarize
-from clips4.inference.language import LanguageClasses
 from clips4.eval.linear import LinearProbeConfig
-from clips4.eval.method_scores import KnnSettings, ProbeData, score_images
 from clips4.eval.propagation import PropagationConfig
+from clips4.eval.scoring import KnnSettings, ProbeData, score_segmenter
 from clips4.eval.video import propagate_video_set, propagation_grid, resample_embeddings
+from clips4.inference.language import LanguageClasses
 
 COLOURS = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]], np.uint8)
 CLASSES = LanguageClasses((0, 1, 2, 3), ("a", "b", "c", "d"), ("a", "b", "c", "d"))
@@ -33,10 +33,9 @@ class ColourEmbedder:
         pooled = F.avg_pool2d(batch.permute(0, 3, 1, 2), 2)
         return F.normalize(pooled, dim=1).permute(0, 2, 3, 1)
 
-    def label(self, embeddings, size):
-        text = F.normalize(torch.tensor(COLOURS).float() / 255 - 0.45, dim=1)
-        scores = F.interpolate(torch.einsum("bhwd,cd->bchw", embeddings, text), size=size, mode="bilinear")
-        return scores.argmax(dim=1).numpy()
+    def class_embeddings(self, names):
+        assert list(names) == list(CLASSES.prompts)
+        return F.normalize(torch.tensor(COLOURS).float() / 255 - 0.45, dim=1)
 
 
 def _samples(count: int, seed: int) -> tuple[list[Sample], list[np.ndarray]]:
@@ -52,17 +51,16 @@ def _samples(count: int, seed: int) -> tuple[list[Sample], list[np.ndarray]]:
 
 
 def _score(train, val, train_superpixels, val_superpixels):
-    return score_images(
+    return score_segmenter(
         ColourEmbedder(),
-        train,
         val,
         CLASSES,
-        ProbeData(train_superpixels, val_superpixels),
-        student=False,
-        knn=KnnSettings(train_images=12, k=3, clusters=4, seed=0),
-        linear=(12, LinearProbeConfig(pixels_per_image=32, steps=50)),
         where="planted",
         desc="test",
+        data=ProbeData(train_superpixels=train_superpixels, val_superpixels=val_superpixels),
+        train=train,
+        knn=KnnSettings(train_images=12, k=3, clusters=4, seed=0),
+        linear=(12, LinearProbeConfig(pixels_per_image=32, steps=50)),
     )
 
 

@@ -20,8 +20,9 @@ from clips4.cli import app
 from clips4.data.synth_video import write_videos
 from clips4.errors import Clips4Error
 from clips4.eval.davis import evaluate_results
+from clips4.eval.methods import METHODS, build_maskclip
 from clips4.params import ParamsError, load_params
-from clips4.stages.evaluate import METHODS, build_maskclip, run_evaluate
+from clips4.stages.evaluate import run_evaluate
 
 pytestmark = pytest.mark.slow
 

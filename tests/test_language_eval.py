@@ -10,9 +10,9 @@ import yaml
 
 from clips4.clip import build_model, model_config, save_clip_checkpoint
 from clips4.data.layouts import open_dataset
-from clips4.inference.language import language_classes
-from clips4.inference.reading import protocol_features, rescale_size
 from clips4.eval.scoring import score_segmenter
+from clips4.inference.language import language_classes
+from clips4.inference.reading import ReadSettings, clip_features, rescale_size
 from clips4.params import load_params
 from clips4.resources import class_names, prompt_names
 from tests.fixtures import make_voc
@@ -53,7 +53,15 @@ def test_background_pixels_are_ignored_in_the_score():
     label = np.array([[0, 1], [2, 2]], np.uint8)  # background, aeroplane, bicycle x2
     prediction = np.array([[5, 0], [1, 0]])  # indices: 0 aeroplane, 1 bicycle, 5 = chair on background
     sample = type("S", (), {"label": label, "image": np.zeros((2, 2, 3), np.uint8)})()
-    scores = score_segmenter(lambda image: prediction, [sample], classes, "test")
+
+    class Planted:  # embeddings one-hot on the predicted class, class text the identity: argmax = prediction
+        def pixel_embeddings(self, images):
+            return torch.nn.functional.one_hot(torch.from_numpy(prediction), len(classes.names)).float()[None]
+
+        def class_embeddings(self, names):
+            return torch.eye(len(names))
+
+    scores = score_segmenter(Planted(), [sample], classes, where="test").language
     # aeroplane TP 1 FP 1 -> 50; bicycle TP 1 FN 1 -> 50; chair only on (ignored) background -> no IoU
     assert scores.per_class["aeroplane"] == 50.0 and scores.per_class["bicycle"] == 50.0
     assert scores.per_class["chair"] is None and "background" not in scores.per_class
@@ -70,22 +78,20 @@ def test_whole_protocol_resizes_slide_keeps_the_size():
     model = build_model(model_config("clips4-test-vit")).eval()
     images = torch.zeros(1, 3, 48, 64)
     with torch.no_grad():
-        whole = protocol_features(
-            model, images, protocol="whole", dataset_name="context", window=32, stride=16, mode="maskclip"
+        whole = clip_features(
+            model, images, ReadSettings(protocol="whole", dataset_name="context", window=32, stride=16)
         )
-        slide = protocol_features(
-            model, images, protocol="slide", dataset_name="context", window=32, stride=16, mode="maskclip"
+        slide = clip_features(
+            model, images, ReadSettings(protocol="slide", dataset_name="context", window=32, stride=16)
         )
-        synth = protocol_features(
-            model, images, protocol="whole", dataset_name="synth", window=32, stride=16, mode="maskclip"
-        )
+        synth = clip_features(model, images, ReadSettings("whole", "synth", window=32, stride=16))
     stride = 8  # the test ViT's patch size
     assert whole.shape[1:3] == (390 // stride + (390 % stride > 0), 520 // stride)  # 48x64 -> 390x520
     assert slide.shape[1:3] == (48 // stride, 64 // stride) == synth.shape[1:3]
 
 
 def test_evaluate_on_voc_uses_prompt_names(tmp_path, monkeypatch):
-    from clips4.eval import maskclip
+    from clips4.inference import segmenter
     from clips4.stages.evaluate import run_evaluate
 
     root = make_voc(tmp_path / "voc")
@@ -104,9 +110,11 @@ def test_evaluate_on_voc_uses_prompt_names(tmp_path, monkeypatch):
         )
     )
     seen = []
-    original = maskclip.text_embeddings
+    original = segmenter.text_embeddings
     monkeypatch.setattr(
-        maskclip, "text_embeddings", lambda loaded, names: seen.append(list(names)) or original(loaded, names)
+        segmenter,
+        "text_embeddings",
+        lambda loaded, names, **kw: seen.append(list(names)) or original(loaded, names, **kw),
     )
     result = run_evaluate(load_params(tmp_path / "params.yaml"), tmp_path / "reports")
     assert seen == [prompt_names("voc", class_names("voc"))[1:]]  # 20 human names, no background prompt

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from clips4.eval.metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
+from clips4.ops.metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 
 
 def test_hand_made_confusion():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clips4.eval.metrics import mean_iou, per_class_iou
+from clips4.ops.metrics import mean_iou, per_class_iou
 from clips4.superpixels.figures import plot_accuracy_vs_regions, plot_pr_curves, plot_superpixel_overlays
 from clips4.superpixels.quality import (
     DEFAULT_THRESHOLDS,

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from clips4.errors import Clips4Error
+from clips4.ops.batches import same_size_batches
 from clips4.report.inputs import read_metrics, read_per_class
 from clips4.report.markdown import FigureEntry, render_report
 from clips4.report.pca import fit_pca, to_unit_range
-from clips4.report.segments import bounding_boxes, majority_labels, same_size_batches
+from clips4.report.segments import bounding_boxes, majority_labels
 from clips4.report.tables import metrics_table, per_class_table
 from clips4.report.video import pick_frames
 
@@ -105,8 +106,11 @@ def test_superpixel_majority_labels_and_boxes():
 
 def test_batches_group_consecutive_images_of_one_size():
     images = [np.zeros((4, 4, 3)), np.zeros((4, 4, 3)), np.zeros((5, 4, 3)), np.zeros((4, 4, 3))]
-    assert same_size_batches(images) == [[0, 1], [2], [3]]
-    assert same_size_batches(images[:2], batch_size=1) == [[0], [1]]
+    def shape(index):
+        return images[index].shape
+
+    assert list(same_size_batches(range(4), shape, 16)) == [[0, 1], [2], [3]]
+    assert list(same_size_batches(range(2), shape, 1)) == [[0], [1]]
 
 
 def test_video_frames_are_spread_over_those_with_results():

@@ -51,15 +51,16 @@ def _read_labels(path: Path) -> np.ndarray:
 def test_segment_cli_gives_the_evaluate_stage_labels(in_project, tmp_path, teacher):
     from clips4.clip.loading import compute_device
     from clips4.data.layouts import open_dataset
-    from clips4.inference.language import language_classes
+    from clips4.eval.methods import EvalContext, build_clips4, build_maskclip
+    from clips4.inference.language import language_classes, segment_with_text
     from clips4.params import load_params
-    from clips4.stages.evaluate import EvalContext, build_clips4, build_maskclip
 
     params = load_params("params.yaml")
     val = open_dataset("synth", params.dataset.root, "val")
     classes = language_classes("synth", val.class_names)
     context = EvalContext(params, classes, compute_device(), params.clip.dense_mode)
     evaluate_segmenter = (build_maskclip if teacher else build_clips4)(context)
+    class_text = evaluate_segmenter.class_embeddings(classes.prompts)
 
     out = tmp_path / "out"
     args = ["segment", "data/synth/JPEGImages", "--classes", ",".join(classes.names), "--out", str(out)]
@@ -69,7 +70,9 @@ def test_segment_cli_gives_the_evaluate_stage_labels(in_project, tmp_path, teach
     predictions = []
     for sample in val:
         written = _read_labels(out / f"{sample.image_id}.labels.png")
-        expected = evaluate_segmenter(sample.image)
+        # the scorer's rule (clips4.eval.scoring): nearest class text, scores upsampled to the image
+        embeddings = evaluate_segmenter.pixel_embeddings([sample.image])
+        expected = segment_with_text(embeddings, class_text, sample.image.shape[:2])[0].cpu().numpy()
         np.testing.assert_array_equal(written, expected)
         predictions.append(written)
     # a meaningful comparison: the labels vary across pixels, and only the val images were compared

@@ -9,7 +9,7 @@ from PIL import Image
 
 from clips4.data.davis import open_davis
 from clips4.data.layouts import open_dataset
-from clips4.data.synth import CLASS_NAMES, synth_folds, generate_image, write_world
+from clips4.data.synth import CLASS_NAMES, generate_image, synth_folds, write_world
 from clips4.data.synth_video import write_videos
 from clips4.data.types import IGNORE_INDEX
 from clips4.params import SynthParams

@@ -15,8 +15,8 @@ from train_world import build_train_project
 from typer.testing import CliRunner
 
 from clips4.cli import app
-from clips4.params import load_params
 from clips4.model.checkpoint import CheckpointError, load_student, read_checkpoint
+from clips4.params import load_params
 from clips4.train.loop import TrainInputs, train_student
 
 pytestmark = pytest.mark.slow

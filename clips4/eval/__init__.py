@@ -1,9 +1,10 @@
-"""Evaluation: segmentation metrics (mmsegmentation's conventions), language-driven classes and prompts,
-the test-time protocols, scorers, and the MaskCLIP baseline. The ``evaluate`` stage (clips4/stages/evaluate.py)
-runs them.
+"""Evaluation: segmentation metrics (mmsegmentation's conventions), the one scorer (:mod:`clips4.eval.scoring`),
+the probes, video propagation, and the methods ``evaluate`` scores (:mod:`clips4.eval.methods`). The
+``evaluate`` stage (clips4/stages/evaluate.py) runs them; segmenters come from :mod:`clips4.inference`.
 
-The names below are imported on first use (PEP 562), so that ``clips4.eval.metrics``, which the superpixel
-quality report also uses, stays a numpy-only import and does not load torch or open_clip.
+The names below are imported on first use (PEP 562), so that importing one module does not load torch and
+open_clip for the others. The metrics themselves live in :mod:`clips4.ops.metrics` (numpy only), which the
+superpixels' quality report shares.
 """
 
 from __future__ import annotations
@@ -12,23 +13,11 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "confusion_matrix": "metrics",
-    "mean_iou": "metrics",
-    "per_class_iou": "metrics",
-    "pixel_accuracy": "metrics",
-    "UNPROMPTED_LABELS": "language",
-    "LanguageClasses": "language",
-    "language_classes": "language",
-    "segment_with_text": "language",
-    "PROTOCOLS": "protocol",
-    "TEST_SCALES": "protocol",
-    "protocol_features": "protocol",
-    "rescale_size": "protocol",
     "SegmentationScores": "scoring",
-    "Segmenter": "scoring",
+    "SplitScores": "scoring",
     "score_segmenter": "scoring",
     "scores_from_confusion": "scoring",
-    "MaskClipSegmenter": "maskclip",
+    "METHODS": "methods",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -2,7 +2,7 @@
 harmonic mean.
 
 Inference labels every pixel among all classes, so both means come from the one confusion matrix of the whole
-set (:mod:`clips4.eval.metrics`): a class's IoU is NaN only when its union is empty, and each mean is the nanmean
+set (:mod:`clips4.ops.metrics`): a class's IoU is NaN only when its union is empty, and each mean is the nanmean
 over its own classes (mmsegmentation's rule, applied to a subset of the classes). ``hiou`` is the harmonic mean
 ``2 * known * unknown / (known + unknown)`` (0 when either is 0). A mean whose classes all have an empty union
 is undefined: it is ``None``, and so is ``hiou``, so that the stage leaves the keys out rather than write NaN.

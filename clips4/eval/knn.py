@@ -7,7 +7,7 @@ its pixels' embeddings (each pixel reads the feature-grid cell under it). Train 
 ground-truth label of their pixels (255 ignored) - the only use of train ground truth, as in the paper. Each val
 segment takes the majority label of its ``k`` nearest train segments by cosine (FAISS ``IndexFlatIP`` on unit
 vectors); a tie goes to the tied class whose nearest member ranks first. The painted val label maps are scored
-with :mod:`clips4.eval.metrics` over the whole set.
+with :mod:`clips4.ops.metrics` over the whole set.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from clips4.data.types import IGNORE_INDEX
 from clips4.errors import Clips4Error
-from clips4.eval.metrics import confusion_matrix, mean_iou, per_class_iou
+from clips4.ops.metrics import confusion_matrix, mean_iou, per_class_iou
 from clips4.eval.probe_inputs import DenseItem, check_item, nearest_cells
 from clips4.ops.kmeans import spherical_kmeans
 from clips4.ops.segment_means import segment_means

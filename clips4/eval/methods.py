@@ -30,7 +30,7 @@ from clips4.errors import Clips4Error
 from clips4.eval.class_free import class_free_scores
 from clips4.eval.davis import DavisSummary
 from clips4.eval.linear import LinearProbeConfig
-from clips4.eval.metrics import per_class_iou
+from clips4.ops.metrics import per_class_iou
 from clips4.eval.scoring import KnnSettings, ProbeData, SegmentationScores, SplitScores
 from clips4.inference.language import LanguageClasses
 from clips4.inference.reading import ReadSettings

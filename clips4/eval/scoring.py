@@ -5,7 +5,7 @@ benchmarks all call :func:`score_segmenter`, so a checkpoint gets one number who
 
 - Language-driven: each labelled pixel takes the class whose prompt-ensembled text embedding is nearest its
   embedding (the classes of :func:`clips4.inference.language.language_classes`: MaskCLIP's prompt names, VOC's
-  background ignored), one confusion matrix over the whole split (:mod:`clips4.eval.metrics`, mmsegmentation's
+  background ignored), one confusion matrix over the whole split (:mod:`clips4.ops.metrics`, mmsegmentation's
   rules: areas summed over the set, 255 ignored, NaN only for an empty union, nanmean).
 - avgsim (``avgsim=True``, students): the mean over the split's superpixels of the cosine between the method's and
   CLIP's superpixel embeddings (:func:`clips4.ops.segment_means.superpixel_cosines`; CLIP's side read from
@@ -33,7 +33,7 @@ from clips4.data.types import Sample
 from clips4.errors import Clips4Error
 from clips4.eval.knn import evaluate_knn
 from clips4.eval.linear import LinearProbeConfig, evaluate_linear
-from clips4.eval.metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
+from clips4.ops.metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 from clips4.eval.probe_inputs import DenseItem
 from clips4.inference.language import LanguageClasses, segment_with_text
 from clips4.ops.batches import same_size_batches

@@ -13,7 +13,6 @@ How images are read is recorded in the checkpoint (its resolved params), shown i
 overlaps averaged), ``dataset.name`` (the ``whole`` protocol's test scale), ``clip.dense_mode`` (MaskCLIP only).
 """
 
-
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -2,7 +2,8 @@
 
 ``clips4 train`` in one process, or ``torchrun --nproc_per_node N $(which clips4) train`` for DDP (rank 0 writes).
 models/clips4.json holds the params, the final losses, wall seconds, images per second, the data-wait share, and
-the val scores of the student (mIoU by nearest text embedding, and avgsim; :mod:`clips4.train.validate`).
+the val scores of the student (mIoU by nearest text embedding, and avgsim), by the scorer ``evaluate`` uses
+(:func:`clips4.eval.scoring.score_segmenter`), so the two agree.
 
 ``clips4 train --baseline maskclip-plus`` (stage ``train_maskclip_plus``) trains the MaskCLIP+-style baseline
 instead: the same student and loop, per-pixel cross-entropy against MaskCLIP's argmax over the named classes' text

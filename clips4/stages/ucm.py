@@ -109,7 +109,7 @@ def run_ucm(
     fill_units(store, pending, compute, workers=workers, desc="ucm")
     complete = store.finish()
     if complete:
-        from clips4.stages.segments_report import write_quality_report
+        from clips4.report.superpixel_quality import write_quality_report
 
         write_quality_report(params, source, open_complete(out, "superpixels", stage="ucm"), Path(reports_dir))
     return StageResult(str(out), rows, len(pending), layout.num_units, complete)

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
 from clips4.data.types import IGNORE_INDEX
-from clips4.eval.metrics import confusion_matrix
+from clips4.ops.metrics import confusion_matrix
 
 #: 25 evenly spaced levels in (0, 1): 0.02, 0.06, ..., 0.98 (bin centres of 25 equal bins).
 DEFAULT_THRESHOLDS = (np.arange(25) + 0.5) / 25

@@ -18,7 +18,6 @@ from tqdm import tqdm
 from clips4.cache.api import ContoursStore, SuperpixelsStore
 from clips4.data.layouts import open_dataset
 from clips4.params import Params
-from clips4.stages.common import REPORTS_DIR
 
 #: Superpixel counts at which the achievable accuracy is reported (the accuracy/granularity trade-off).
 REGION_COUNTS = (8, 16, 32, 64, 128)
@@ -27,12 +26,12 @@ OVERLAY_IMAGES = 8
 
 
 def write_quality_report(
-    params: Params, contours: ContoursStore, superpixels: SuperpixelsStore, reports_dir: Path = REPORTS_DIR
+    params: Params, contours: ContoursStore, superpixels: SuperpixelsStore, reports_dir: Path
 ) -> dict[str, Any]:
     """Boundary precision/recall/F of the contours and of the UCM, and the achievable segmentation accuracy of
     the superpixels, on the first ``ucm.quality_images`` val images; written to ``reports_dir/segments.json``
     with figures in ``reports_dir/figures``."""
-    from clips4.eval.metrics import mean_iou, pixel_accuracy
+    from clips4.ops.metrics import mean_iou, pixel_accuracy
     from clips4.superpixels.figures import plot_accuracy_vs_regions, plot_pr_curves, plot_superpixel_overlays
     from clips4.superpixels.quality import (
         DEFAULT_THRESHOLDS,
