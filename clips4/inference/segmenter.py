@@ -171,14 +171,7 @@ class Segmenter:
 
     def teacher(self) -> Segmenter:
         """The MaskCLIP baseline read with the same settings and the same (shared, not copied) CLIP."""
-        return Segmenter(
-            self.clip.model,
-            self.clip,
-            self.settings,
-            method="maskclip",
-            checkpoint=self.checkpoint,
-            text_cache=self.text_cache,
-        )
+        return Segmenter.maskclip(self.clip, self.settings, checkpoint=self.checkpoint, text_cache=self.text_cache)
 
     def describe(self) -> str:
         """One line with every inference setting, so that none is hidden."""
