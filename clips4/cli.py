@@ -652,8 +652,7 @@ def experiments_collect(
     if out is None:
         typer.echo(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    from clips4.io import atomic_write
+
+    atomic_write(out, text)
     typer.echo(f"wrote {out}")

@@ -10,7 +10,6 @@ present), and the superpixels and segments caches. Every method is run with the 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from clips4.data.layouts import open_dataset
 from clips4.data.splits import require_images
 from clips4.errors import Clips4Error
 from clips4.eval.language import language_classes
+from clips4.io import atomic_write
 from clips4.params import Params
 from clips4.report.compose import FIGURE_FILES, ImageFigureInputs, draw_image_figures
 from clips4.report.encoders import STUDENT_FILES, build_methods
@@ -66,13 +66,6 @@ def settings_lines(params: Params, images: int, classes: int, held_out: tuple[st
         f"fold: {fold}",
         f"protocol: {params.eval.protocol} (window {params.clip.window}, stride {params.clip.stride})",
     ]
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def run_report(
@@ -131,7 +124,7 @@ def run_report(
         ],
     )
     report = reports_dir / "report.md"
-    _write_text(report, text)
+    atomic_write(report, text)
     return ReportResult(
         report=report,
         figures=tuple(reports_dir / e.file for e in entries if e.file is not None),
