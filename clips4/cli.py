@@ -114,6 +114,21 @@ def main() -> None:
     app(prog_name="clips4")
 
 
+@app.callback()
+def logging_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show debugging messages.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show only warnings and errors, and results.")] = False,
+) -> None:
+    # The library logs to the "clips4" loggers (clips4/logs.py); configured once here, for every command.
+    import logging
+
+    from clips4.logs import configure
+
+    if verbose and quiet:
+        raise fail("give at most one of -v/--verbose and -q/--quiet", code=2)
+    configure(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
 # Commands, one section per pipeline area.
 
 # --- synth ---
