@@ -613,10 +613,6 @@ def report(
     )
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 # --- experiments (pipeline/experiments.yaml) ---
 
 ExperimentsFile = Annotated[Path, typer.Option("--file", help="The tables' definitions.", dir_okay=False)]
@@ -671,3 +667,8 @@ def experiments_collect(
 
     atomic_write(out, text)
     typer.echo(f"wrote {out}")
+
+
+# Last: `python -m clips4.cli` must see every command above registered.
+if __name__ == "__main__":  # pragma: no cover
+    main()

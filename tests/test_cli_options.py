@@ -1,8 +1,13 @@
-"""The CLI's global options: -q hides the library's INFO messages, -v shows DEBUG ones."""
+"""The CLI's global options: -q hides the library's INFO messages, -v shows DEBUG ones; and `python -m
+clips4.cli` knows every command (its entry point runs after the last one is registered)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -10,6 +15,7 @@ from typer.testing import CliRunner
 import clips4.serve.app as serve_app
 from clips4.cli import app
 
+REPO = Path(__file__).resolve().parents[1]
 URL_LINE = "clips4 serve: open http://127.0.0.1:7860/ (Ctrl-C stops)"
 
 
@@ -50,3 +56,16 @@ def test_verbose_shows_debug_and_both_flags_are_refused(served):
     both = CliRunner().invoke(app, ["-v", "-q", "serve"])
     assert both.exit_code == 2 and "at most one of -v/--verbose and -q/--quiet" in both.output
     assert len(served) == 1
+
+
+def test_python_m_clips4_cli_knows_the_experiments_commands(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "clips4.cli", "experiments", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120"},
+    )
+    assert run.returncode == 0, run.stderr
+    assert "queue" in run.stdout and "collect" in run.stdout
