@@ -21,9 +21,6 @@ from clips4.data.segmentation import SegmentationDataset, read_split_file, reduc
 from clips4.errors import DatasetError
 from clips4.resources import class_names
 
-FORMATS = ("voc", "context", "cocostuff", "synth")
-
-
 def _find_root(root: Path, marker: str, candidates: tuple[str, ...], layout: str) -> Path:
     """The folder that holds ``marker``: ``root`` itself or one of the usual parents' sub-folders."""
     for candidate in (root, *(root / c for c in candidates)):

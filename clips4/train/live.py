@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
 
 from clips4.io import atomic_write
 
@@ -29,11 +28,6 @@ class TrainLog:
         self.live.step = iteration
         for name, value in values.items():
             self.live.log_metric(f"train/{name}", float(value))
-        self.live.make_summary()
-
-    def summary(self, values: dict[str, Any]) -> None:
-        for name, value in values.items():
-            self.live.summary[name] = value
         self.live.make_summary()
 
     def close(self) -> None:

@@ -184,9 +184,7 @@ def train_student(
         fetched = time.perf_counter()
         wait += fetched - ready
         for group in optimizer.param_groups:
-            group["lr"] = poly_lr(params.train.lr, iteration - 1, total, params.train.lr_power) * group.get(
-                "lr_scale", 1.0
-            )
+            group["lr"] = poly_lr(params.train.lr, iteration - 1, total, params.train.lr_power)
         output = objective.losses(model, batch, runtime.device)
         loss, terms = output.total, output.terms
         optimizer.zero_grad(set_to_none=True)
