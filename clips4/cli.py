@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from clips4.data.names import CHECK_FORMATS
 from clips4.errors import Clips4Error
 from clips4.params import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
 
@@ -173,9 +174,7 @@ def synth(
 @user_errors
 def data_check(
     root: Annotated[Path, typer.Argument(help="Dataset root folder.")],
-    format: Annotated[
-        str, typer.Option("--format", "-f", help="Layout: voc | context | cocostuff | davis | synth.")
-    ] = "synth",
+    format: Annotated[str, typer.Option("--format", "-f", help=f"Layout: {' | '.join(CHECK_FORMATS)}.")] = "synth",
 ) -> None:
     """Validate a dataset: exit 0 when every file of every split reads cleanly, else list each bad file."""
     from clips4.data.check import check_dataset
