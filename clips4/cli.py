@@ -19,6 +19,7 @@ import typer
 from clips4.data.names import CHECK_FORMATS
 from clips4.errors import Clips4Error
 from clips4.params import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
+from clips4.paths import DEFAULT_CACHE_DIR
 
 app = typer.Typer(
     name="clips4",
@@ -59,7 +60,6 @@ RebuildOption = Annotated[
     ),
 ]
 
-DEFAULT_CACHE_DIR = "data/cache"
 CacheDirOption = Annotated[
     str,
     typer.Option(
@@ -328,7 +328,7 @@ def segments(
 
 @app.command()
 @user_errors
-def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOption = "data/cache") -> None:
+def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOption = DEFAULT_CACHE_DIR) -> None:
     """Known-class prototypes (top_m segments per class by FAISS search; the fold's classes held out) and
     `unknowns` random ones, into data/cache/prototypes.zarr."""
     # torch and faiss-cpu each bring an OpenMP runtime; on few cores their idle threads spin against each other
@@ -352,7 +352,7 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
 @user_errors
 def train(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
-    cache_dir: CacheDirOption = "data/cache",
+    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
     out: Annotated[
         Path | None, typer.Option(help="Student checkpoint (also the resume point) [models/clips4.pt].")
     ] = None,

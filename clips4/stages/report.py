@@ -21,6 +21,7 @@ from clips4.errors import Clips4Error
 from clips4.eval.language import language_classes
 from clips4.io import atomic_write
 from clips4.params import Params
+from clips4.paths import DEFAULT_CACHE_DIR
 from clips4.report.compose import FIGURE_FILES, ImageFigureInputs, draw_image_figures
 from clips4.report.encoders import STUDENT_FILES, build_methods
 from clips4.report.inputs import read_results
@@ -72,7 +73,7 @@ def run_report(
     params: Params,
     *,
     reports_dir: Path = Path("reports"),
-    cache_dir: str = "data/cache",
+    cache_dir: str = DEFAULT_CACHE_DIR,
     models_dir: Path = Path("models"),
 ) -> ReportResult:
     """Write ``reports_dir``/report.md and its figures; see the module docstring for what is read."""
