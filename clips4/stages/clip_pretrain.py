@@ -19,7 +19,7 @@ from clips4.io import atomic_write, atomic_write_json
 from clips4.params import Params
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PretrainResult:
     model_name: str
     source: str

@@ -34,7 +34,7 @@ from clips4.stages.prototypes import class_folds
 FIGURES_SUBDIR = "figures/report"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReportResult:
     report: Path
     figures: tuple[Path, ...]

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 NOT_IN_IDENTITY = ("checkpoint_every", "workers", "val_images")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainResult:
     """What a training run did. ``final_losses`` are the last iteration's terms (averaged over ranks)."""
 
