@@ -42,9 +42,9 @@ def main() -> None:
     import clips4.cache
     from clips4.clip import dense_clip_features, feature_stride, load_clip, normalize_images, to_rgb_batch
     from clips4.clip.text import text_embeddings
-    from clips4.ops.metrics import confusion_matrix, mean_iou
     from clips4.inference.language import language_classes, segment_with_text
     from clips4.inference.reading import ReadSettings, clip_features
+    from clips4.ops.metrics import confusion_matrix, mean_iou
     from clips4.ops.segment_means import grid_segment_means
     from clips4.params import load_params
     from clips4.prototypes import known_prototypes, top_m_segments

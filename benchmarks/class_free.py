@@ -22,9 +22,9 @@ from clips4.clip.loading import compute_device
 from clips4.data.layouts import open_dataset
 from clips4.eval.class_free import class_free_scores
 from clips4.eval.methods import METHODS, EvalContext
-from clips4.ops.metrics import per_class_iou
 from clips4.eval.scoring import score_segmenter
 from clips4.inference.language import language_classes
+from clips4.ops.metrics import per_class_iou
 from clips4.params import load_params
 
 

@@ -16,8 +16,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from clips4.data.names import CHECK_FORMATS
 from clips4.errors import Clips4Error
 from clips4.params import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
+from clips4.paths import DEFAULT_CACHE_DIR
 
 app = typer.Typer(
     name="clips4",
@@ -58,7 +60,6 @@ RebuildOption = Annotated[
     ),
 ]
 
-DEFAULT_CACHE_DIR = "data/cache"
 CacheDirOption = Annotated[
     str,
     typer.Option(
@@ -114,6 +115,21 @@ def main() -> None:
     app(prog_name="clips4")
 
 
+@app.callback()
+def logging_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show debugging messages.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show only warnings and errors, and results.")] = False,
+) -> None:
+    # The library logs to the "clips4" loggers (clips4/logs.py); configured once here, for every command.
+    import logging
+
+    from clips4.logs import configure
+
+    if verbose and quiet:
+        raise fail("give at most one of -v/--verbose and -q/--quiet", code=2)
+    configure(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
 # Commands, one section per pipeline area.
 
 # --- synth ---
@@ -158,9 +174,7 @@ def synth(
 @user_errors
 def data_check(
     root: Annotated[Path, typer.Argument(help="Dataset root folder.")],
-    format: Annotated[
-        str, typer.Option("--format", "-f", help="Layout: voc | context | cocostuff | davis | synth.")
-    ] = "synth",
+    format: Annotated[str, typer.Option("--format", "-f", help=f"Layout: {' | '.join(CHECK_FORMATS)}.")] = "synth",
 ) -> None:
     """Validate a dataset: exit 0 when every file of every split reads cleanly, else list each bad file."""
     from clips4.data.check import check_dataset
@@ -314,7 +328,7 @@ def segments(
 
 @app.command()
 @user_errors
-def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOption = "data/cache") -> None:
+def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOption = DEFAULT_CACHE_DIR) -> None:
     """Known-class prototypes (top_m segments per class by FAISS search; the fold's classes held out) and
     `unknowns` random ones, into data/cache/prototypes.zarr."""
     # torch and faiss-cpu each bring an OpenMP runtime; on few cores their idle threads spin against each other
@@ -338,7 +352,7 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
 @user_errors
 def train(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
-    cache_dir: CacheDirOption = "data/cache",
+    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
     out: Annotated[
         Path | None, typer.Option(help="Student checkpoint (also the resume point) [models/clips4.pt].")
     ] = None,
@@ -598,10 +612,6 @@ def report(
     )
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 # --- experiments (pipeline/experiments.yaml) ---
 
 ExperimentsFile = Annotated[Path, typer.Option("--file", help="The tables' definitions.", dir_okay=False)]
@@ -652,8 +662,12 @@ def experiments_collect(
     if out is None:
         typer.echo(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    from clips4.io import atomic_write
+
+    atomic_write(out, text)
     typer.echo(f"wrote {out}")
+
+
+# Last: `python -m clips4.cli` must see every command above registered.
+if __name__ == "__main__":  # pragma: no cover
+    main()

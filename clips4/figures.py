@@ -3,12 +3,12 @@ a bare Agg figure and a deterministic, atomic PNG write."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from clips4.io import atomic_write
 
 
 def new_figure(width: float, height: float, dpi: int = 80) -> Figure:
@@ -19,17 +19,8 @@ def new_figure(width: float, height: float, dpi: int = 80) -> Figure:
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` through a temporary file in the same folder and ``os.replace``, so a reader never
-    sees a half-written PNG. The PNG carries no software version or date, so the same inputs give the same bytes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", bbox_inches="tight", metadata={"Software": None})
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a figure is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``fig`` to ``path`` through :func:`clips4.io.atomic_write`, so a reader never sees a half-written PNG.
+    The PNG carries no software version or date, so the same inputs give the same bytes."""
+    return atomic_write(
+        path, lambda handle: fig.savefig(handle, format="png", bbox_inches="tight", metadata={"Software": None})
+    )

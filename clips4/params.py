@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from clips4.data.names import DATASET_NAMES
+
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
 
@@ -41,7 +43,7 @@ def _choice(default: str, *choices: str) -> Any:
 class DatasetParams:
     """Which dataset the pipeline runs on. ``synth`` is the embedded synthetic world."""
 
-    name: str = _choice("synth", "synth", "voc", "context", "cocostuff")
+    name: str = _choice(DATASET_NAMES[0], *DATASET_NAMES)
     root: str = "data/synth"
     train_split: str = "train"
     val_split: str = "val"

@@ -92,3 +92,22 @@ def test_reader_errors_name_the_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no JPEGImages/ folder"):
         open_dataset("voc", tmp_path / "empty", "train")
+
+
+def test_one_registry_of_dataset_names(tmp_path):
+    """params.yaml's dataset.name, the readers and `clips4 data check` accept the names of one registry."""
+    import dataclasses
+
+    from clips4.data.check import check_dataset
+    from clips4.data.layouts import READERS
+    from clips4.data.names import CHECK_FORMATS, DATASET_NAMES
+    from clips4.params import DatasetParams
+
+    choices = next(f for f in dataclasses.fields(DatasetParams) if f.name == "name").metadata["choices"]
+    assert tuple(choices) == DATASET_NAMES and DatasetParams().name == DATASET_NAMES[0]
+    assert tuple(READERS) == DATASET_NAMES
+    assert set(DATASET_NAMES) < set(CHECK_FORMATS)
+    with pytest.raises(DatasetError, match="choose one of " + ", ".join(DATASET_NAMES)):
+        open_dataset("imagenet", tmp_path, "val")
+    with pytest.raises(DatasetError, match="choose one of " + ", ".join(CHECK_FORMATS)):
+        check_dataset(tmp_path, "imagenet")

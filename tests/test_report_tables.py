@@ -106,6 +106,7 @@ def test_superpixel_majority_labels_and_boxes():
 
 def test_batches_group_consecutive_images_of_one_size():
     images = [np.zeros((4, 4, 3)), np.zeros((4, 4, 3)), np.zeros((5, 4, 3)), np.zeros((4, 4, 3))]
+
     def shape(index):
         return images[index].shape
 

@@ -28,6 +28,7 @@ from open_clip.model import CLIP
 from open_clip.transformer import QuickGELU
 
 from clips4.errors import Clips4Error
+from clips4.io import atomic_write
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 SYNTH_CHECKPOINT = Path("models/clip.pt")
@@ -110,12 +111,10 @@ def tokenizer_for(config: dict[str, Any]) -> Any:
 
 def save_clip_checkpoint(path: str | Path, model: CLIP, model_name: str, config: dict[str, Any]) -> str:
     """Write ``{"model_name", "model_config", "state_dict"}`` atomically; returns the file's sha256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"model_name": model_name, "model_config": config, "state_dict": state}, tmp)
-    os.replace(tmp, path)
+    checkpoint = {"model_name": model_name, "model_config": config, "state_dict": state}
+    # Saved by name (handle.name), as always: torch names the archive after the file, so its bytes stay the same.
+    path = atomic_write(path, lambda handle: torch.save(checkpoint, handle.name), durable=True)
     return file_sha256(path)
 
 

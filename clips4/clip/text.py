@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from clips4.clip.loading import LoadedClip
+from clips4.io import atomic_write
 from clips4.resources import prompt_templates
 
 _MEMORY_CACHE: dict[str, torch.Tensor] = {}
@@ -57,9 +57,6 @@ def text_embeddings(
         per_prompt = encode_prompts(loaded, prompts).reshape(len(class_names), len(templates), -1)
         embeddings = F.normalize(per_prompt.mean(dim=1), dim=-1)
         if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.tmp{os.getpid()}")
-            torch.save(embeddings, tmp)
-            os.replace(tmp, cache_file)
+            atomic_write(cache_file, lambda handle: torch.save(embeddings, handle.name))  # by name, as always
     _MEMORY_CACHE[key] = embeddings
     return embeddings.clone()

@@ -14,12 +14,11 @@ from tqdm import tqdm
 from clips4.data.davis import open_davis
 from clips4.data.images import read_label, read_rgb
 from clips4.data.layouts import open_dataset, split_names
+from clips4.data.names import CHECK_FORMATS
 from clips4.data.segmentation import SegmentationDataset
 from clips4.data.splits import require_images
 from clips4.data.types import IGNORE_INDEX
 from clips4.errors import DatasetError
-
-CHECK_FORMATS = ("voc", "context", "cocostuff", "davis", "synth")
 
 
 @dataclass(frozen=True)

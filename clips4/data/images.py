@@ -6,13 +6,13 @@ unreadable or truncated file into a :class:`DatasetError` that names the file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from clips4.errors import DatasetError
+from clips4.io import atomic_write
 
 
 def voc_palette(num_colors: int = 256) -> np.ndarray:
@@ -75,10 +75,8 @@ def read_label(path: str | Path, *, require_palette: bool = False) -> np.ndarray
 
 def _atomic_save(image: Image.Image, path: Path, **options: object) -> None:
     """Save through a temporary file in the same folder, so a killed writer never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    image.save(tmp, format=options.pop("format", None), **options)  # type: ignore[arg-type]
-    os.replace(tmp, path)
+    fmt = options.pop("format", None)
+    atomic_write(path, lambda handle: image.save(handle, format=fmt, **options))  # type: ignore[arg-type]
 
 
 def write_jpeg(path: str | Path, rgb: np.ndarray, quality: int = 92) -> None:

@@ -17,12 +17,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from clips4.data.names import DATASET_NAMES
 from clips4.data.segmentation import SegmentationDataset, read_split_file, reduce_zero_label
 from clips4.errors import DatasetError
 from clips4.resources import class_names
-
-FORMATS = ("voc", "context", "cocostuff", "synth")
-
 
 def _find_root(root: Path, marker: str, candidates: tuple[str, ...], layout: str) -> Path:
     """The folder that holds ``marker``: ``root`` itself or one of the usual parents' sub-folders."""
@@ -114,6 +112,10 @@ def cocostuff(root: str | Path, split: str) -> SegmentationDataset:
     )
 
 
+#: The reader of each name of the registry (clips4/data/names.py): the layout function of that name, above.
+READERS = {name: globals()[name] for name in DATASET_NAMES}
+
+
 def split_names(fmt: str, root: str | Path) -> list[str]:
     """The splits present on disk for a layout (used by ``clips4 data check`` to scan everything)."""
     if fmt == "cocostuff":
@@ -133,8 +135,7 @@ def split_names(fmt: str, root: str | Path) -> list[str]:
 
 
 def open_dataset(name: str, root: str | Path, split: str) -> SegmentationDataset:
-    """Open one split of a dataset: ``name`` is voc | context | cocostuff | synth."""
-    readers = {"voc": voc, "context": context, "cocostuff": cocostuff, "synth": synth}
-    if name not in readers:
-        raise DatasetError(f"unknown dataset format {name!r}; choose one of {', '.join(readers)}")
-    return readers[name](root, split)
+    """Open one split of a dataset: ``name`` is one of :data:`clips4.data.names.DATASET_NAMES`."""
+    if name not in DATASET_NAMES:
+        raise DatasetError(f"unknown dataset format {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    return READERS[name](root, split)

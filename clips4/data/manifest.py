@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from clips4.errors import DatasetError
+from clips4.io import atomic_write
 
 READ_BYTES = 1 << 20
 # Hashing is mostly waiting for the disk (and hashlib releases the GIL on large buffers), so threads overlap reads.
@@ -83,7 +84,5 @@ def write_manifest(root: Path, path: Path, desc: str = "manifest") -> int:
     text = format_manifest(entries)
     if path.is_file() and path.read_text() == text:
         return len(entries)  # unchanged: keep the file (and its mtime) as it is
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
     return len(entries)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from clips4.data.images import colorize
+from clips4.io import atomic_write
 
 
 def write_preview(
@@ -32,8 +33,6 @@ def write_preview(
         axes[row, 2 * col + 1].imshow(colorize(label))
         axes[row, 2 * col].set_title("\n".join(textwrap.wrap(caption, 34)), fontsize=7, loc="left")
     figure.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
+    atomic_write(out, lambda handle: figure.savefig(handle, format="png", dpi=110))
     plt.close(figure)
-    return out
+    return Path(out)

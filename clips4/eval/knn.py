@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 from clips4.data.types import IGNORE_INDEX
 from clips4.errors import Clips4Error
-from clips4.ops.metrics import confusion_matrix, mean_iou, per_class_iou
 from clips4.eval.probe_inputs import DenseItem, check_item, nearest_cells
 from clips4.ops.kmeans import spherical_kmeans
+from clips4.ops.metrics import confusion_matrix, mean_iou, per_class_iou
 from clips4.ops.segment_means import segment_means
 
 KMEANS_ITERATIONS = 20

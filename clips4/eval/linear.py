@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from clips4.data.types import IGNORE_INDEX
 from clips4.errors import Clips4Error
-from clips4.ops.metrics import confusion_matrix, mean_iou, per_class_iou
 from clips4.eval.probe_inputs import DenseItem, check_item
+from clips4.ops.metrics import confusion_matrix, mean_iou, per_class_iou
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,13 @@ from clips4.errors import Clips4Error
 from clips4.eval.class_free import class_free_scores
 from clips4.eval.davis import DavisSummary
 from clips4.eval.linear import LinearProbeConfig
-from clips4.ops.metrics import per_class_iou
 from clips4.eval.scoring import KnnSettings, ProbeData, SegmentationScores, SplitScores
 from clips4.inference.language import LanguageClasses
 from clips4.inference.reading import ReadSettings
 from clips4.inference.segmenter import Segmenter
 from clips4.inference.teacher import check_teacher
 from clips4.model.checkpoint import load_student
+from clips4.ops.metrics import per_class_iou
 from clips4.params import Params
 
 

@@ -33,10 +33,10 @@ from clips4.data.types import Sample
 from clips4.errors import Clips4Error
 from clips4.eval.knn import evaluate_knn
 from clips4.eval.linear import LinearProbeConfig, evaluate_linear
-from clips4.ops.metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 from clips4.eval.probe_inputs import DenseItem
 from clips4.inference.language import LanguageClasses, segment_with_text
 from clips4.ops.batches import same_size_batches
+from clips4.ops.metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 from clips4.ops.segment_means import superpixel_cosines
 
 #: Images per forward pass (consecutive images of one size).

@@ -12,7 +12,6 @@ are still written. Consecutive images of one size go through the model together,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from clips4.data.images import write_palette_png
 from clips4.errors import Clips4Error
 from clips4.inference.render import class_palette, overlay
 from clips4.inference.segmenter import Segmenter, SegmentResult, as_rgb_array
+from clips4.io import atomic_write
 from clips4.ops.batches import same_size_batches
 
 #: File name endings taken from folders (a file named on the command line is read whatever its ending).
@@ -67,9 +67,7 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[tuple[Path, str]]
 
 
 def _save_png(path: Path, picture: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(picture).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: Image.fromarray(picture).save(handle, format="PNG"))
 
 
 def write_outputs(out: Path, name: str, image: np.ndarray, result: SegmentResult, save_scores: bool) -> list[Path]:
@@ -82,9 +80,8 @@ def write_outputs(out: Path, name: str, image: np.ndarray, result: SegmentResult
     written = [labels, picture]
     if save_scores and result.scores is not None:
         scores = base.with_name(f"{base.name}.scores.npz")
-        tmp = scores.with_name(f".{scores.name}.tmp{os.getpid()}.npz")
-        np.savez_compressed(tmp, scores=result.scores.astype(np.float16), classes=np.array(result.classes))
-        os.replace(tmp, scores)
+        arrays = {"scores": result.scores.astype(np.float16), "classes": np.array(result.classes)}
+        atomic_write(scores, lambda handle: np.savez_compressed(handle, **arrays))
         written.append(scores)
     return written
 
@@ -93,7 +90,7 @@ def write_classes(out: Path, classes: Sequence[str]) -> Path:
     palette = class_palette()
     lines = [f"{i}\t#{''.join(f'{c:02x}' for c in palette[i])}\t{name}" for i, name in enumerate(classes)]
     path = out / "classes.txt"
-    path.write_text("# index\tcolour\tname (label 255: unlabelled)\n" + "\n".join(lines) + "\n")
+    atomic_write(path, "# index\tcolour\tname (label 255: unlabelled)\n" + "\n".join(lines) + "\n")
     return path
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from clips4.errors import Clips4Error
+from clips4.io import atomic_write
 
 FORMAT = "clips4-student"
 FORMAT_VERSION = 1
@@ -34,16 +34,10 @@ def identity_fingerprint(identity: dict[str, Any]) -> str:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (plus the format tag) to ``path`` through a temporary file and an atomic rename, so a
-    kill mid-write leaves the previous checkpoint intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write ``payload`` (plus the format tag) to ``path`` through :func:`clips4.io.atomic_write` (durable), so a
+    kill or a power loss mid-write leaves the previous checkpoint intact."""
+    checkpoint = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    atomic_write(path, lambda handle: torch.save(checkpoint, handle), durable=True)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

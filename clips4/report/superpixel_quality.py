@@ -7,8 +7,6 @@ Kept apart from the stage's store code so that a change to the report does not i
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from tqdm import tqdm
 
 from clips4.cache.api import ContoursStore, SuperpixelsStore
 from clips4.data.layouts import open_dataset
+from clips4.io import atomic_write_json
 from clips4.params import Params
 
 #: Superpixel counts at which the achievable accuracy is reported (the accuracy/granularity trade-off).
@@ -108,10 +107,7 @@ def write_quality_report(
             [result["achievable_miou_at_regions"][str(n)] for n in REGION_COUNTS],
             figures / "segments_accuracy.png",
         )
-    report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_name(f".{report.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, report)
+    atomic_write_json(report, result, durable=True)  # a DVC metrics file
     return result
 
 

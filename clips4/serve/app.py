@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import threading
 from dataclasses import dataclass
 from importlib.resources import files
@@ -25,6 +26,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image, UnidentifiedImageError
 
 from clips4.errors import Clips4Error
+
+log = logging.getLogger(__name__)
 
 #: Largest image accepted, in pixels (decoding a larger one would take minutes and gigabytes).
 MAX_PIXELS = 40_000_000
@@ -166,6 +169,6 @@ def serve_forever(
     import uvicorn
 
     demo = load_demo(checkpoint, clip, max_upload_bytes)
-    print(demo.methods["CLIP-S4"].describe())
-    print(f"clips4 serve: open http://{host}:{port}/ (Ctrl-C stops)")
+    log.info(demo.methods["CLIP-S4"].describe())
+    log.info(f"clips4 serve: open http://{host}:{port}/ (Ctrl-C stops)")
     uvicorn.run(create_app(demo), host=host, port=port, log_level="warning")

@@ -7,8 +7,6 @@ its training and zero-shot recall@k on val.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,10 +15,11 @@ import torch
 from clips4.clip.loading import LoadedClip, load_clip, model_config, save_clip_checkpoint, tokenizer_for
 from clips4.clip.pretrain import load_images_and_captions, state_dict_sha256, train_tiny_clip, zero_shot_recall_at_k
 from clips4.data.layouts import open_dataset
+from clips4.io import atomic_write, atomic_write_json
 from clips4.params import Params
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PretrainResult:
     model_name: str
     source: str
@@ -32,13 +31,6 @@ class PretrainResult:
     train_seconds: float
     final_loss: float | None  # None when nothing was trained (real weights)
     zero_shot_recall_at_k: float | None
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _train(params: Params, checkpoint: Path) -> PretrainResult:
@@ -66,7 +58,8 @@ def _record(params: Params, checkpoint: Path) -> PretrainResult:
     sha = loaded.sha256 or state_dict_sha256(loaded.model)
     reference = {"model_name": loaded.model_name, "source": loaded.source, "sha256": sha}
     reference["quick_gelu"] = loaded.quick_gelu
-    _atomic_write(checkpoint, lambda tmp: torch.save({"reference": reference}, tmp))
+    # Saved by name (handle.name), as always: torch names the archive after the file, so its bytes stay the same.
+    atomic_write(checkpoint, lambda handle: torch.save({"reference": reference}, handle.name), durable=True)
     return PretrainResult(
         model_name=loaded.model_name,
         source=loaded.source,
@@ -92,5 +85,5 @@ def run_clip_pretrain(
         result = _record(params, checkpoint)
         config = {**model_config(params.clip.model), "quick_gelu": result.quick_gelu}
     payload = {"pretrained": params.clip.pretrained, "config": config, **asdict(result)}
-    _atomic_write(record, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))
+    atomic_write_json(record, payload, durable=True)
     return result

@@ -23,9 +23,10 @@ from clips4.data.segmentation import SegmentationDataset
 from clips4.data.splits import require_images
 from clips4.errors import Clips4Error
 from clips4.params import Params
+from clips4.paths import DEFAULT_CACHE_DIR
 from clips4.workers import worker_count
 
-CACHE_DIR = Path("data/cache")
+CACHE_DIR = Path(DEFAULT_CACHE_DIR)
 CONTOURS_STORE = CACHE_DIR / "contours.zarr"
 SUPERPIXELS_STORE = CACHE_DIR / "superpixels.zarr"
 DENSE_STORE = CACHE_DIR / "clip_dense.zarr"

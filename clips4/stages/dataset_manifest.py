@@ -14,7 +14,7 @@ DATASET_MANIFEST = Path("data/manifests/dataset.md5")
 VIDEO_MANIFEST = Path("data/manifests/video.md5")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ManifestResult:
     dataset_manifest: Path
     dataset_files: int
@@ -27,4 +27,6 @@ def run_dataset_manifest(
 ) -> ManifestResult:
     dataset_files = write_manifest(Path(params.dataset.root), dataset_out, desc="dataset manifest")
     video_files = write_manifest(Path(params.video.root), video_out, desc="video manifest")
-    return ManifestResult(dataset_out, dataset_files, video_out, video_files)
+    return ManifestResult(
+        dataset_manifest=dataset_out, dataset_files=dataset_files, video_manifest=video_out, video_files=video_files
+    )

@@ -36,7 +36,7 @@ from clips4.params import Params, ParamsError
 from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SEGMENTS_STORE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PrototypesResult:
     path: str
     known_classes: tuple[str, ...]
@@ -208,4 +208,11 @@ def run_prototypes(
     attrs["fingerprint"] = fingerprint(**{key: attrs[key] for key in keys})
     write_small_store(out, arrays, attrs, clevel=params.cache.clevel)
     search = faiss_build(top.index)
-    return PrototypesResult(str(out), tuple(names), tuple(held_out), stop - first, len(drawn), search)
+    return PrototypesResult(
+        path=str(out),
+        known_classes=tuple(names),
+        held_out_classes=tuple(held_out),
+        train_segments=stop - first,
+        unknowns=len(drawn),
+        search=search,
+    )

@@ -10,7 +10,6 @@ present), and the superpixels and segments caches. Every method is run with the 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,9 @@ from clips4.data.layouts import open_dataset
 from clips4.data.splits import require_images
 from clips4.errors import Clips4Error
 from clips4.inference.language import language_classes
+from clips4.io import atomic_write
 from clips4.params import Params
+from clips4.paths import DEFAULT_CACHE_DIR
 from clips4.report.compose import FIGURE_FILES, ImageFigureInputs, draw_image_figures
 from clips4.report.encoders import STUDENT_FILES, build_methods
 from clips4.report.inputs import read_results
@@ -33,7 +34,7 @@ from clips4.report.video import draw_video_figure
 FIGURES_SUBDIR = "figures/report"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReportResult:
     report: Path
     figures: tuple[Path, ...]
@@ -68,18 +69,11 @@ def settings_lines(params: Params, images: int, classes: int, held_out: tuple[st
     ]
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run_report(
     params: Params,
     *,
     reports_dir: Path = Path("reports"),
-    cache_dir: str = "data/cache",
+    cache_dir: str = DEFAULT_CACHE_DIR,
     models_dir: Path = Path("models"),
 ) -> ReportResult:
     """Write ``reports_dir``/report.md and its figures; see the module docstring for what is read."""
@@ -131,7 +125,7 @@ def run_report(
         ],
     )
     report = reports_dir / "report.md"
-    _write_text(report, text)
+    atomic_write(report, text)
     return ReportResult(
         report=report,
         figures=tuple(reports_dir / e.file for e in entries if e.file is not None),

@@ -12,7 +12,7 @@ from clips4.data.synth_video import write_videos
 from clips4.params import Params
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SynthResult:
     image_root: Path
     video_root: Path

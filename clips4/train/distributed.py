@@ -63,11 +63,6 @@ def broadcast_module_state(module: torch.nn.Module) -> None:
             dist.broadcast(tensor.data, src=0)
 
 
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-
-
 def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -7,8 +7,10 @@ checkpoint are dropped first, so every step appears once and ``dvc plots show`` 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
-from typing import Any
+
+from clips4.io import atomic_write
 
 
 class TrainLog:
@@ -28,11 +30,6 @@ class TrainLog:
             self.live.log_metric(f"train/{name}", float(value))
         self.live.make_summary()
 
-    def summary(self, values: dict[str, Any]) -> None:
-        for name, value in values.items():
-            self.live.summary[name] = value
-        self.live.make_summary()
-
     def close(self) -> None:
         self.live.end()
 
@@ -48,5 +45,6 @@ def _drop_steps_from(folder: Path, start: int) -> None:
             continue
         column = rows[0].index("step")
         kept = [rows[0], *(row for row in rows[1:] if row and int(row[column]) <= start)]
-        with open(path, "w", newline="") as handle:
-            csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(kept)
+        text = io.StringIO(newline="")
+        csv.writer(text, delimiter="\t", lineterminator="\n").writerows(kept)
+        atomic_write(path, text.getvalue())  # a kill mid-rewrite keeps the old curves, not half of them

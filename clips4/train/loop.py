@@ -8,13 +8,13 @@ Resuming. Every ``train.checkpoint_every`` iterations rank 0 writes models/clips
 training state: weights, optimiser, every rank's RNG state and memory bank, the unknown prototypes, and the
 iteration (which is also the data position: batch ``i`` is a pure function of the seed). A rerun with the same
 configuration resumes there and ends with the same weights, bit for bit on the CPU, as a run never stopped. A
-checkpoint from another configuration is left alone (a fresh run replaces it) and its differences are printed.
+checkpoint from another configuration is left alone (a fresh run replaces it) and its differences are logged.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -39,11 +39,13 @@ from clips4.train.distributed import Runtime, broadcast_module_state, mean_over_
 from clips4.train.live import TrainLog
 from clips4.train.objective import Objective, PixelBaseline
 
+log = logging.getLogger(__name__)
+
 #: Params under ``train`` that change how a run is carried out but not the weights it reaches.
 NOT_IN_IDENTITY = ("checkpoint_every", "workers", "val_images")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainResult:
     """What a training run did. ``final_losses`` are the last iteration's terms (averaged over ranks)."""
 
@@ -182,9 +184,7 @@ def train_student(
         fetched = time.perf_counter()
         wait += fetched - ready
         for group in optimizer.param_groups:
-            group["lr"] = poly_lr(params.train.lr, iteration - 1, total, params.train.lr_power) * group.get(
-                "lr_scale", 1.0
-            )
+            group["lr"] = poly_lr(params.train.lr, iteration - 1, total, params.train.lr_power)
         output = objective.losses(model, batch, runtime.device)
         loss, terms = output.total, output.terms
         optimizer.zero_grad(set_to_none=True)
@@ -266,7 +266,7 @@ def _resume(
         check_identity(checkpoint, identity, path)
     except CheckpointError as err:
         if runtime.is_main:
-            tqdm.write(f"train: starting afresh: {err}", file=sys.stderr)
+            log.warning(f"train: starting afresh: {err}")
         return 0
     student.load_state_dict(checkpoint["state_dict"])
     optimizer.load_state_dict(checkpoint["training"]["optimizer"])
