@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from tests.hermetic import _hermetic  # noqa: F401  (autouse: every test in its own folder, no repo outputs)
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
