@@ -142,6 +142,27 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+def _dense_features(loaded, images, params, device):
+    """CLIP's float16 dense features ``[h, w, D]`` of same-size images, as the clip_dense stage computes them."""
+    import numpy as np
+
+    from clips4.clip.dense import dense_features_batch
+
+    clip = params.clip
+    return list(
+        dense_features_batch(
+            loaded.model,
+            np.stack(images),
+            loaded.mean,
+            loaded.std,
+            window=clip.window,
+            stride=clip.stride,
+            mode=clip.dense_mode,
+            device=device,
+        )
+    )
+
+
 def clips4_command() -> list[str]:
     script = Path(sys.executable).with_name("clips4")
     return [str(script)] if script.is_file() else [sys.executable, "-m", "clips4.cli"]
@@ -342,19 +363,17 @@ def read_rows(store: Any, features: Any, rows: Sequence[int], recompute_rows: Se
 def recompute_timings(loaded: Any, images: Any, params: Any, rows: Sequence[int]) -> list[tuple[str, np.ndarray]]:
     import torch
 
-    from clips4.stages.clip_dense import dense_features_of
-
     device = torch.device("cpu")
     pixels = {row: images.read_image(row) for row in rows[:1]}
     return [
         ("  of which: read JPEG", time_each(images.read_image, rows)),
         (
             "  of which: forward (rgb, normalize, dense, fp16)",
-            time_each(lambda r: dense_features_of(loaded, [pixels[rows[0]]], params, device), [rows[0]] * len(rows)),
+            time_each(lambda r: _dense_features(loaded, [pixels[rows[0]]], params, device), [rows[0]] * len(rows)),
         ),
         (
             "recompute: read JPEG + forward at batch 1",
-            time_each(lambda r: dense_features_of(loaded, [images.read_image(r)], params, device), rows),
+            time_each(lambda r: _dense_features(loaded, [images.read_image(r)], params, device), rows),
         ),
     ]
 
@@ -363,9 +382,7 @@ def check_equal(store: Any, loaded: Any, images: Any, params: Any, row: int) -> 
     """Recomputed vs stored features of one row, and any NaN grid cells in the stored ones."""
     import torch
 
-    from clips4.stages.clip_dense import dense_features_of
-
-    fresh = dense_features_of(loaded, [images.read_image(row)], params, torch.device("cpu"))[0].astype(np.float32)
+    fresh = _dense_features(loaded, [images.read_image(row)], params, torch.device("cpu"))[0].astype(np.float32)
     stored = store.image(row).astype(np.float32)
     both = ~(np.isnan(fresh) | np.isnan(stored))
     difference = float(np.abs(fresh - stored)[both].max()) if both.any() else float("nan")
@@ -411,9 +428,7 @@ def speed_synth(args: argparse.Namespace, rng: np.random.Generator) -> None:
     def batched(_: int) -> None:
         import torch
 
-        from clips4.stages.clip_dense import dense_features_of
-
-        dense_features_of(loaded, [images.read_image(r) for r in batch_rows], params, torch.device("cpu"))
+        _dense_features(loaded, [images.read_image(r) for r in batch_rows], params, torch.device("cpu"))
 
     per_batch = time_each(batched, [0, 1, 2], warmup=1)
     timings.append((f"(reference) recompute batched, per image at batch {batch}", per_batch / batch))

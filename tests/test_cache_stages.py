@@ -272,11 +272,11 @@ def test_stores_at_an_fsspec_url(params, tmp_path):
 
 
 def test_clip_dense_killed_midway_resumes_to_the_same_store(params, monkeypatch, tmp_path):
-    import clips4.stages.clip_dense as stage
+    import clips4.clip.dense as dense
 
     reference = tmp_path / "reference.zarr"
     run_clip_dense(params, reference)
-    real = stage.dense_features_of
+    real = dense.dense_features_batch
     calls = []
 
     def failing_after_two(*args, **kwargs):
@@ -285,13 +285,13 @@ def test_clip_dense_killed_midway_resumes_to_the_same_store(params, monkeypatch,
             raise Interrupted
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stage, "dense_features_of", failing_after_two)
+    monkeypatch.setattr(dense, "dense_features_batch", failing_after_two)
     resumed = tmp_path / "resumed.zarr"
     with pytest.raises(Interrupted):
         run_clip_dense(params, resumed)
     done_before = int(clips4.cache.open(str(resumed)).done_chunks().sum())
     assert 0 < done_before < clips4.cache.open(str(reference)).done_chunks().size
-    monkeypatch.setattr(stage, "dense_features_of", real)
+    monkeypatch.setattr(dense, "dense_features_batch", real)
     result = run_clip_dense(params, resumed)
     assert result.complete and result.computed_chunks == result.total_chunks - done_before
     _assert_same_store(reference, resumed)
@@ -321,3 +321,47 @@ def test_hed_without_weights_stops_before_any_work(project, params):
     assert outcome.exit_code == 1
     assert "contours.hed_weights" in outcome.output and "network-bsds500.pytorch" in outcome.output
     assert not store_exists("memory://clips4-hed/cache/contours.zarr")  # nothing was created
+
+
+def test_segment_rows_of_a_range_that_cuts_images_and_reads_dense_rows_out_of_order():
+    """grid_segment_rows: rows [start, stop) of the flat superpixel table, for any range (cutting images) and
+    dense grids stored in another order; they equal grid_segment_means of each image."""
+    from clips4.ops.segment_means import grid_segment_means, grid_segment_rows
+
+    rng = np.random.default_rng(0)
+    extents = np.array([[16, 16], [12, 9], [16, 13]], np.int32)
+    labels = np.full((3, 16, 16), -1, np.int32)
+    counts = []
+    for k, (height, width) in enumerate(extents):
+        image = rng.integers(0, 4 + k, (height, width))
+        _, image = np.unique(image, return_inverse=True)
+        labels[k, :height, :width] = image.reshape(height, width)
+        counts.append(int(image.max()) + 1)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    grids = rng.normal(size=(4, 4, 4, 6)).astype(np.float16)  # image i is grid dense_rows[i]
+    for dense_rows in (np.array([1, 2, 3]), np.array([3, 0, 2])):
+        expected = np.concatenate(
+            [
+                grid_segment_means(labels[k, :h, :w], grids[dense_rows[k]], 4, counts[k])[0]
+                for k, (h, w) in enumerate(extents)
+            ]
+        )
+        for start, stop in ((0, int(offsets[-1])), (2, counts[0] + 1), (counts[0] + 1, int(offsets[-1]) - 1)):
+            rows = grid_segment_rows(labels, extents, grids, dense_rows, 4, offsets, start, stop)
+            np.testing.assert_array_equal(rows["embeddings"], expected[start:stop].astype(np.float16))
+            image_of = np.repeat(np.arange(3), counts)[start:stop]
+            np.testing.assert_array_equal(rows["image_index"], image_of)
+            area = np.concatenate([np.bincount(labels[k][labels[k] >= 0], minlength=counts[k]) for k in range(3)])
+            np.testing.assert_array_equal(rows["area"], area[start:stop])
+            assert (
+                rows["embeddings"].dtype == np.float16 and rows["area"].dtype == rows["image_index"].dtype == np.int32
+            )
+
+
+def test_an_image_of_another_size_in_the_dense_store_is_named():
+    from clips4.stages.segments import require_same_sizes
+
+    extents = np.array([[48, 48], [40, 48]], np.int32)
+    require_same_sizes(["a", "b"], extents, extents.copy(), "s.zarr", "d.zarr")
+    with pytest.raises(StoreError, match=r"d.zarr: image 'b' is 48x48 in the dense store but 40x48 in s.zarr"):
+        require_same_sizes(["a", "b"], extents, np.array([[48, 48], [48, 48]], np.int32), "s.zarr", "d.zarr")

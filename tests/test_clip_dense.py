@@ -167,3 +167,32 @@ def test_channel_conversion_and_rejection():
 def test_unknown_mode_is_refused(vit):
     with pytest.raises(Clips4Error, match="dense_mode"):
         dense_clip_features(vit, torch.randn(1, 3, 32, 32), "fancy")
+
+
+def test_padded_dense_features_batch_each_size_in_order_of_first_appearance(vit, monkeypatch):
+    """All images of one size go together (sizes in order of first appearance), ``batch_size`` at a time; each
+    image's features equal its own forward pass, padded with zeros to the store's grid."""
+    import clips4.clip.dense as dense
+
+    rng = np.random.default_rng(0)
+    sizes = [(32, 32), (24, 40), (32, 32), (24, 40), (32, 32), (16, 16), (32, 32)]
+    images = [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for size in sizes]
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    options = {"window": 32, "stride": 16, "mode": "maskclip", "device": torch.device("cpu")}
+    real, batches, updates = dense.dense_features_batch, [], []
+
+    def recording(model, stack, *args, **kwargs):
+        batches.append(stack.shape[1:3])
+        return real(model, stack, *args, **kwargs)
+
+    monkeypatch.setattr(dense, "dense_features_batch", recording)
+    features = dense.padded_dense_features(
+        vit, images, mean, std, shape=(4, 5, 32), batch_size=3, progress=updates.append, **options
+    )
+    assert batches == [(32, 32), (32, 32), (24, 40), (16, 16)] and updates == [3, 1, 2, 1]
+    assert features.dtype == np.float16 and features.shape == (7, 4, 5, 32)
+    for k, image in enumerate(images):
+        alone = real(vit, image[None], mean, std, **options)[0]
+        height, width = alone.shape[:2]
+        np.testing.assert_allclose(features[k, :height, :width].astype(np.float32), alone.astype(np.float32), atol=2e-3)
+        assert not features[k, height:].any() and not features[k, :, width:].any()

@@ -160,3 +160,29 @@ def test_gradient_does_not_import_torch() -> None:
     )
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120, cwd=root)
+
+
+def test_contour_rows_pad_each_image_to_the_store_size(square: np.ndarray) -> None:
+    """The contours store's rows: each image's map at the top-left (float16), zeros around, orientation only on
+    boundary pixels, and the image's extent."""
+    images = [square, square[:30, :41], square[5:, :20]]
+    params = ContourParams()
+    rows = contours.contour_rows(iter(images), len(images), (SIZE, SIZE + 3), params)
+    assert rows["strength"].dtype == rows["orientation"].dtype == np.float16 and rows["extent"].dtype == np.int32
+    assert rows["strength"].shape == rows["orientation"].shape == (3, SIZE, SIZE + 3)
+    for k, image in enumerate(images):
+        height, width = image.shape[:2]
+        expected = detect_contours(image, params)
+        np.testing.assert_array_equal(rows["extent"][k], (height, width))
+        np.testing.assert_array_equal(rows["strength"][k, :height, :width], expected.strength.astype(np.float16))
+        on_boundary = np.where(expected.strength > 0, expected.orientation, 0).astype(np.float16)
+        np.testing.assert_array_equal(rows["orientation"][k, :height, :width], on_boundary)
+        for name in ("strength", "orientation"):
+            padding = rows[name][k].copy()
+            padding[:height, :width] = 0
+            assert not padding.any()
+
+
+def test_contour_rows_refuse_a_short_image_stream(square: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        contours.contour_rows(iter([square]), 2, (SIZE, SIZE), ContourParams())

@@ -11,7 +11,7 @@ import scipy.ndimage as ndi
 from clips4.params import ContourParams
 from clips4.superpixels.contours import detect_gradient
 from clips4.superpixels.types import ContourMap
-from clips4.superpixels.ucm import Ucm, canonical_labels, labels_from_saliency, owt_ucm, ucm_image
+from clips4.superpixels.ucm import Ucm, canonical_labels, labels_from_saliency, owt_ucm, superpixel_rows, ucm_image
 
 SIZE = 40
 
@@ -188,3 +188,24 @@ def test_ucm_image_takes_the_max_of_incident_edges() -> None:
 
 def test_canonical_labels_number_by_first_appearance() -> None:
     assert np.array_equal(canonical_labels(np.array([[7, 7, 3], [9, 3, 3]])), [[0, 0, 1], [2, 1, 1]])
+
+
+@pytest.mark.parametrize("cut", [{"regions": 5}, {"threshold": 0.2}])
+def test_superpixel_rows_pad_each_hierarchy_and_its_cut(cut: dict) -> None:
+    """The superpixels store's rows: each map's UCM and cut at the top-left, 0 / -1 around, and their sizes."""
+    maps = [detect_gradient(image, ContourParams()) for image in (blobs(0), blobs(1)[:31, :25])]
+    rows = superpixel_rows(iter(maps), len(maps), (SIZE + 2, SIZE), **cut)
+    assert rows["ucm"].dtype == np.float32 and rows["ucm"].shape == (2, 2, SIZE + 2, SIZE)
+    assert rows["labels"].dtype == rows["num_regions"].dtype == rows["extent"].dtype == np.int32
+    for k, contour_map in enumerate(maps):
+        height, width = contour_map.strength.shape
+        hierarchy = owt_ucm(contour_map)
+        labels = hierarchy.cut(**cut)
+        np.testing.assert_array_equal(rows["ucm"][k, :, :height, :width], hierarchy.edge_saliency())
+        np.testing.assert_array_equal(rows["labels"][k, :height, :width], labels)
+        assert (rows["labels"][k] == -1).sum() == rows["labels"][k].size - height * width
+        padding = rows["ucm"][k].copy()
+        padding[:, :height, :width] = 0
+        assert not padding.any()
+        assert rows["num_regions"][k] == labels.max() + 1
+        np.testing.assert_array_equal(rows["extent"][k], (height, width))

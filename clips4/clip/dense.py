@@ -18,7 +18,7 @@ grid is ``ceil(H / stride) x ceil(W / stride)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -174,3 +174,73 @@ def dense_clip_features_sliding(
     # start off the grid would shift its features by a fraction of a cell and leave the last column uncovered.
     images = _pad_to_multiple(images, step)
     return sliding_window_mean(lambda crop: dense_clip_features(model, crop, mode), images, window, stride, step)
+
+
+@torch.no_grad()
+def dense_features_batch(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    window: int,
+    stride: int,
+    mode: str,
+    device: torch.device,
+) -> np.ndarray:
+    """float16 dense features ``[B, h, w, D]`` of a stack of same-sized uint8 images ``[B, H, W, C]``, normalised
+    by the model's ``mean`` and ``std`` on ``device``; in sliding windows (``window``, every ``stride`` pixels)
+    when an image side exceeds ``window``."""
+    batch = to_rgb_batch(images).to(device)
+    batch = normalize_images(batch, mean, std)
+    if max(batch.shape[-2:]) > window:
+        features = dense_clip_features_sliding(model, batch, window, stride, mode)
+    else:
+        features = dense_clip_features(model, batch, mode)
+    return features.to(torch.float16).cpu().numpy()
+
+
+def padded_dense_features(
+    model: torch.nn.Module,
+    images: Sequence[np.ndarray],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    shape: tuple[int, int, int],
+    window: int,
+    stride: int,
+    mode: str,
+    batch_size: int,
+    device: torch.device,
+    progress: Callable[[int], object] | None = None,
+) -> np.ndarray:
+    """float16 ``[len(images), *shape]``: the dense features (:func:`dense_features_batch`) of uint8 images of any
+    sizes, each padded with zeros at the bottom and right to ``shape`` (grid height, grid width, D).
+
+    The images of one size go together, sizes in order of first appearance, in batches of ``batch_size``;
+    ``progress(n)`` is called after each batch of ``n`` images.
+    """
+    from clips4.ops.batches import same_size_batches  # here: the other users of clips4.clip need no batcher
+
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for k, image in enumerate(images):
+        by_size.setdefault(image.shape[:2], []).append(k)
+    grouped = [k for members in by_size.values() for k in members]
+    features = np.zeros((len(images), *shape), np.float16)
+    for batch in same_size_batches(grouped, lambda k: images[k].shape[:2], batch_size):
+        dense = dense_features_batch(
+            model,
+            np.stack([images[k] for k in batch]),
+            mean,
+            std,
+            window=window,
+            stride=stride,
+            mode=mode,
+            device=device,
+        )
+        for k, grid in zip(batch, dense, strict=True):
+            height, width, dim = grid.shape
+            features[k, :height, :width, :dim] = grid
+        if progress is not None:
+            progress(len(batch))
+    return features

@@ -12,9 +12,13 @@ L_e's CLIP side), evaluation (avgsim, the kNN probe's segments), the segments ca
   pixels fall in each cell. That weighting is one bincount over (superpixel, cell) pairs and one matrix product. It
   stays numpy (float32 ``weights @ cells``) rather than :func:`segment_means`: torch's ``index_add_`` sums in another
   order, which changes the last bits of segments.zarr's float16 rows and every stage after it.
+- :func:`grid_segment_rows`: :func:`grid_segment_means` of many images, as rows of one flat table of their
+  superpixels (the segments cache's rows).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +50,51 @@ def grid_segment_means(
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     embeddings = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0)
     return embeddings, area.astype(np.int64)
+
+
+def grid_segment_rows(
+    labels: Any,
+    extents: Any,
+    dense_features: Any,
+    dense_rows: np.ndarray,
+    stride: int,
+    offsets: np.ndarray,
+    start: int,
+    stop: int,
+) -> dict[str, np.ndarray]:
+    """Rows ``[start, stop)`` of the flat table of the superpixels of images ``0..N-1``, image after image: image
+    i's superpixel k is row ``offsets[i] + k`` (``offsets`` int ``[N + 1]``, from 0).
+
+    ``labels`` ``[N, H, W]`` are superpixel ids padded at the bottom and right, ``extents`` ``[N, 2]`` the (height,
+    width) of each image in them, ``dense_features`` ``[M, h, w, D]`` feature grids at ``stride`` and image i's grid
+    is row ``dense_rows[i]`` of them. They may be any arrays that slice like numpy's (zarr's): only the images with
+    a superpixel in the range are read, the grids in one slice when their rows are consecutive.
+
+    ``embeddings`` float16 ``[stop - start, D]`` (:func:`grid_segment_means`), ``image_index`` int32 (the image of
+    each row) and ``area`` int32 (its pixels).
+    """
+    first = int(np.searchsorted(offsets, start, side="right")) - 1
+    last = int(np.searchsorted(offsets, stop - 1, side="right")) - 1
+    image_labels = labels[first : last + 1]
+    image_extents = extents[first : last + 1]
+    wanted = dense_rows[first : last + 1]
+    if np.array_equal(wanted, np.arange(wanted[0], wanted[0] + len(wanted))):
+        cell_features = dense_features[int(wanted[0]) : int(wanted[-1]) + 1]
+    else:
+        cell_features = np.stack([dense_features[int(row)] for row in wanted])
+    embeddings = np.zeros((stop - start, cell_features.shape[-1]), np.float16)
+    image_index = np.zeros(stop - start, np.int32)
+    area = np.zeros(stop - start, np.int32)
+    for k, image in enumerate(range(first, last + 1)):
+        height, width = (int(v) for v in image_extents[k])
+        count = int(offsets[image + 1]) - int(offsets[image])
+        vectors, pixels = grid_segment_means(image_labels[k, :height, :width], cell_features[k], stride, count)
+        lo, hi = max(int(offsets[image]), start), min(int(offsets[image + 1]), stop)
+        source = slice(lo - int(offsets[image]), hi - int(offsets[image]))
+        embeddings[lo - start : hi - start] = vectors[source]
+        area[lo - start : hi - start] = pixels[source]
+        image_index[lo - start : hi - start] = image
+    return {"embeddings": embeddings, "image_index": image_index, "area": area}
 
 
 def segment_means(

@@ -13,40 +13,15 @@ train then val, as in every image store; grids padded at the bottom and right to
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from clips4.cache.store import ArraySpec, ChunkedStore, code_digest, rows_per_chunk, sharded_layout
 from clips4.params import Params
-from clips4.stages.common import DENSE_STORE, ImageList, StageResult, image_list, pad_to
-
-
-def compute_device() -> torch.device:
-    """The GPU when torch sees one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@torch.no_grad()
-def dense_features_of(loaded, images: list[np.ndarray], params: Params, device: torch.device) -> list[np.ndarray]:
-    """Dense features ``[h, w, D]`` (float16) of same-sized uint8 images, batched; sliding windows when large."""
-    from clips4.clip import dense_clip_features, dense_clip_features_sliding, normalize_images, to_rgb_batch
-
-    outputs = []
-    for start in range(0, len(images), params.clip.batch_size):
-        batch = to_rgb_batch(np.stack(images[start : start + params.clip.batch_size])).to(device)
-        batch = normalize_images(batch, loaded.mean, loaded.std)
-        mode = params.clip.dense_mode
-        if max(batch.shape[-2:]) > params.clip.window:
-            features = dense_clip_features_sliding(loaded.model, batch, params.clip.window, params.clip.stride, mode)
-        else:
-            features = dense_clip_features(loaded.model, batch, mode)
-        outputs.extend(features.to(torch.float16).cpu().numpy())
-    return outputs
+from clips4.stages.common import DENSE_STORE, ImageList, StageResult, image_list
 
 
 def dense_parts(params: Params, identity: Any, images: ImageList) -> dict[str, Any]:
@@ -56,7 +31,9 @@ def dense_parts(params: Params, identity: Any, images: ImageList) -> dict[str, A
         "weights": identity,
         "clip": {"dense_mode": params.clip.dense_mode, "window": params.clip.window, "stride": params.clip.stride},
         "images": images.identity(),
-        "code": code_digest("clips4.clip.dense", "clips4.stages.clip_dense"),
+        "code": code_digest(
+            "clips4.clip.dense", "clips4.ops.windows", "clips4.ops.batches", "clips4.stages.clip_dense"
+        ),
     }
 
 
@@ -68,6 +45,8 @@ def run_clip_dense(
     from tqdm import tqdm
 
     from clips4.clip import feature_stride, load_clip
+    from clips4.clip.dense import padded_dense_features
+    from clips4.clip.loading import compute_device
 
     device = compute_device()
     loaded = load_clip(params.clip.model, params.clip.pretrained)
@@ -130,19 +109,19 @@ def run_clip_dense(
             pixels = upcoming.result()
             if position + 1 < len(pending):
                 upcoming = reader.submit(read_unit, pending[position + 1])
-            start, stop = layout.unit_rows(unit)
-            features = np.zeros((stop - start, grid_h, grid_w, dim), np.float16)
-            by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
-            for k, image in enumerate(pixels):
-                by_size[image.shape[:2]].append(k)
-            for members in by_size.values():
-                # A batch at a time, so the progress bar moves within a unit (a unit holds hundreds of images).
-                for first in range(0, len(members), params.clip.batch_size):
-                    batch = members[first : first + params.clip.batch_size]
-                    same_size = [pixels[k] for k in batch]
-                    for k, dense in zip(batch, dense_features_of(loaded, same_size, params, device), strict=True):
-                        features[k] = pad_to(dense, (grid_h, grid_w, dim))
-                    progress.update(len(batch))
+            features = padded_dense_features(
+                loaded.model,
+                pixels,
+                loaded.mean,
+                loaded.std,
+                shape=(grid_h, grid_w, dim),
+                window=params.clip.window,
+                stride=params.clip.stride,
+                mode=params.clip.dense_mode,
+                batch_size=params.clip.batch_size,
+                device=device,
+                progress=progress.update,  # a batch at a time: a unit holds hundreds of images
+            )
             image_size = np.array([image.shape[:2] for image in pixels], np.int32)
             extent = np.array([[math.ceil(h / step), math.ceil(w / step)] for h, w in image_size], np.int32)
             store.write_unit(unit, {"features": features, "extent": extent, "image_size": image_size})

@@ -17,7 +17,7 @@ import numpy as np
 
 from clips4.cache.store import ArraySpec, ChunkedStore, code_digest, rows_per_chunk, sharded_layout
 from clips4.params import Params
-from clips4.stages.common import CONTOURS_STORE, ImageList, StageResult, fill_units, image_list, pad_to
+from clips4.stages.common import CONTOURS_STORE, ImageList, StageResult, fill_units, image_list
 
 
 def contours_parts(params: Params, images: ImageList) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def run_contours(
 ) -> StageResult:
     """Detect contours (``contours.method``) on every image; resumes an interrupted store, and replaces a stale
     one that holds finished work only with ``rebuild``."""
-    from clips4.superpixels.contours import detect_contours
+    from clips4.superpixels.contours import contour_rows
 
     if params.contours.method == "hed":  # fail on missing weights before any work, with the weights' help
         from clips4.superpixels.hed import load_hed
@@ -86,18 +86,7 @@ def run_contours(
     )
 
     def compute(start: int, stop: int) -> dict[str, np.ndarray]:
-        strength = np.zeros((stop - start, height, width), np.float16)
-        orientation = np.zeros_like(strength)
-        extent = np.zeros((stop - start, 2), np.int32)
-        for k, row in enumerate(range(start, stop)):
-            contour_map = detect_contours(images.read_image(row), params.contours)
-            strength[k] = pad_to(contour_map.strength.astype(np.float16), (height, width))
-            # Orientation only matters on boundary pixels (OWT weights strength by it); zero elsewhere, it
-            # compresses like the thinned strength instead of being incompressible noise.
-            on_boundary = np.where(contour_map.strength > 0, contour_map.orientation, 0)
-            orientation[k] = pad_to(on_boundary.astype(np.float16), (height, width))
-            extent[k] = contour_map.strength.shape
-        return {"strength": strength, "orientation": orientation, "extent": extent}
+        return contour_rows(map(images.read_image, range(start, stop)), stop - start, (height, width), params.contours)
 
     pending = store.pending(shard)
     # HED runs torch, which parallelises itself and must not be forked after initialisation: one process.

@@ -48,6 +48,21 @@ def dense_rows_for(superpixel_ids: list[str], dense_ids: list[str], dense_path: 
     return np.array([index[image_id] for image_id in superpixel_ids], np.int64)
 
 
+def require_same_sizes(
+    image_ids: list[str], extents: np.ndarray, image_sizes: np.ndarray, superpixels: str | Path, dense: str | Path
+) -> None:
+    """Every image as large in the superpixel store (``extents``) as in the dense one (``image_sizes``, its rows in
+    the superpixel store's order); a clear error naming the first that is not."""
+    mismatched = np.flatnonzero((extents != image_sizes).any(axis=1))
+    if len(mismatched):
+        image = int(mismatched[0])
+        (height, width), (dense_height, dense_width) = extents[image], image_sizes[image]
+        raise StoreError(
+            f"{dense}: image {image_ids[image]!r} is {dense_height}x{dense_width} in the dense store but "
+            f"{height}x{width} in {superpixels}; rebuild both from the same dataset"
+        )
+
+
 def run_segments(
     params: Params,
     superpixels: str | Path = SUPERPIXELS_STORE,
@@ -60,12 +75,13 @@ def run_segments(
 ) -> StageResult:
     """Mean dense CLIP embedding of every superpixel; resumes an interrupted store (a stale one holding finished
     work is replaced only with ``rebuild``)."""
-    from clips4.ops.segment_means import grid_segment_means
+    from clips4.ops.segment_means import grid_segment_rows
 
     regions = open_for_reading(superpixels, "superpixels", stage="ucm")
     features = open_for_reading(dense, "clip_dense", stage="clip-dense")
     image_ids = list(regions.attrs["image_ids"])
     dense_rows = dense_rows_for(image_ids, list(features.attrs["image_ids"]), dense)
+    require_same_sizes(image_ids, regions["extent"][:], features["image_size"][:][dense_rows], superpixels, dense)
     num_regions = np.asarray(regions["num_regions"][:], np.int64)
     offsets = np.concatenate([[0], np.cumsum(num_regions)]).astype(np.int64)
     stride = int(features.attrs["feature_stride"])
@@ -119,37 +135,9 @@ def run_segments(
     )
 
     def compute(start: int, stop: int) -> dict[str, np.ndarray]:
-        first = int(np.searchsorted(offsets, start, side="right")) - 1
-        last = int(np.searchsorted(offsets, stop - 1, side="right")) - 1
-        labels = regions["labels"][first : last + 1]
-        extents = regions["extent"][first : last + 1]
-        wanted = dense_rows[first : last + 1]
-        contiguous = np.array_equal(wanted, np.arange(wanted[0], wanted[0] + len(wanted)))
-        if contiguous:
-            cell_features = features["features"][int(wanted[0]) : int(wanted[-1]) + 1]
-            image_sizes = features["image_size"][int(wanted[0]) : int(wanted[-1]) + 1]
-        else:
-            cell_features = np.stack([features["features"][int(r)] for r in wanted])
-            image_sizes = np.stack([features["image_size"][int(r)] for r in wanted])
-        out_embeddings = np.zeros((stop - start, dim), np.float16)
-        out_image = np.zeros(stop - start, np.int32)
-        out_area = np.zeros(stop - start, np.int32)
-        for k, image in enumerate(range(first, last + 1)):
-            height, width = (int(v) for v in extents[k])
-            if (height, width) != tuple(int(v) for v in image_sizes[k]):
-                raise StoreError(
-                    f"{dense}: image {image_ids[image]!r} is {image_sizes[k][0]}x{image_sizes[k][1]} in the dense "
-                    f"store but {height}x{width} in {superpixels}; rebuild both from the same dataset"
-                )
-            vectors, area = grid_segment_means(
-                labels[k, :height, :width], cell_features[k], stride, int(num_regions[image])
-            )
-            lo, hi = max(int(offsets[image]), start), min(int(offsets[image + 1]), stop)
-            source = slice(lo - int(offsets[image]), hi - int(offsets[image]))
-            out_embeddings[lo - start : hi - start] = vectors[source]
-            out_area[lo - start : hi - start] = area[source]
-            out_image[lo - start : hi - start] = image
-        return {"embeddings": out_embeddings, "image_index": out_image, "area": out_area}
+        return grid_segment_rows(
+            regions["labels"], regions["extent"], features["features"], dense_rows, stride, offsets, start, stop
+        )
 
     pending = store.pending(shard)
     fill_units(store, pending, compute, workers=workers, desc="segments")

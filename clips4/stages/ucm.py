@@ -16,32 +16,13 @@ Layout (rows = images in the order of contours.zarr, padded like it):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from clips4.cache.api import open_complete
-from clips4.cache.store import (
-    ArraySpec,
-    ChunkedStore,
-    code_digest,
-    rows_per_chunk,
-    sharded_layout,
-)
+from clips4.cache.store import ArraySpec, ChunkedStore, code_digest, rows_per_chunk, sharded_layout
 from clips4.params import Params
-from clips4.stages.common import (
-    CONTOURS_STORE,
-    REPORTS_DIR,
-    SUPERPIXELS_STORE,
-    StageResult,
-    fill_units,
-    pad_to,
-)
-
-
-def cut(ucm: Any, params: Params) -> np.ndarray:
-    """The configured cut: ``ucm.regions`` superpixels, or every boundary below ``ucm.threshold`` removed."""
-    return ucm.cut(regions=params.ucm.regions, threshold=params.ucm.threshold)
+from clips4.stages.common import CONTOURS_STORE, REPORTS_DIR, SUPERPIXELS_STORE, StageResult, fill_units
 
 
 def run_ucm(
@@ -57,11 +38,12 @@ def run_ucm(
     """OWT-UCM and superpixels for every image of the contours store; resumes an interrupted store (a stale one
     holding finished work is replaced only with ``rebuild``). When complete, the quality report and its figures
     go to ``reports_dir``."""
-    from clips4.superpixels.ucm import owt_ucm
+    from clips4.superpixels.ucm import superpixel_rows
 
     source = open_complete(contours, "contours", stage="contours")
     rows = source.num_rows
     height, width = source.arrays["strength"].shape[1:]
+    cut = {"regions": params.ucm.regions, "threshold": params.ucm.threshold}
     layout = sharded_layout(
         "superpixels",
         rows,
@@ -77,14 +59,14 @@ def run_ucm(
     parts = {
         "kind": "superpixels",
         "inputs": {"contours": source.attrs["fingerprint"]},
-        "ucm": {"regions": params.ucm.regions, "threshold": params.ucm.threshold},
+        "ucm": cut,
         "code": code_digest("clips4.superpixels.ucm", "clips4.stages.ucm"),
     }
     attrs = {
         "image_ids": source.attrs["image_ids"],
         "splits": source.attrs["splits"],
         "dataset": source.attrs["dataset"],
-        "params": {"ucm": {"regions": params.ucm.regions, "threshold": params.ucm.threshold}},
+        "params": {"ucm": cut},
         "inputs": {"contours": {"path": str(contours), "fingerprint": source.attrs["fingerprint"]}},
     }
     store = ChunkedStore.open(
@@ -92,18 +74,8 @@ def run_ucm(
     )
 
     def compute(start: int, stop: int) -> dict[str, np.ndarray]:
-        saliency = np.zeros((stop - start, 2, height, width), np.float32)
-        labels = np.full((stop - start, height, width), -1, np.int32)
-        num_regions = np.zeros(stop - start, np.int32)
-        extent = np.zeros((stop - start, 2), np.int32)
-        for k, (_, contour_map) in enumerate(source.iter_rows(start, stop)):
-            hierarchy = owt_ucm(contour_map)
-            superpixels = cut(hierarchy, params)
-            saliency[k] = pad_to(hierarchy.edge_saliency(), (2, height, width))
-            labels[k] = pad_to(superpixels, (height, width), -1)
-            num_regions[k] = int(superpixels.max()) + 1
-            extent[k] = superpixels.shape
-        return {"ucm": saliency, "labels": labels, "num_regions": num_regions, "extent": extent}
+        contour_maps = (contour_map for _, contour_map in source.iter_rows(start, stop))
+        return superpixel_rows(contour_maps, stop - start, (height, width), **cut)
 
     pending = store.pending(shard)
     fill_units(store, pending, compute, workers=workers, desc="ucm")

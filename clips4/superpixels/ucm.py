@@ -20,6 +20,7 @@ region iff their edge saliency is <= t), so t = 0 keeps every boundary of positi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import higra as hg
@@ -197,6 +198,36 @@ def owt_ucm(contours: ContourMap) -> Ucm:
     altitudes = hg.accumulate_and_max_sequential(tree, altitudes, leaves, hg.Accumulators.max)
     altitudes = np.clip(altitudes, 0.0, 1.0).astype(np.float32).astype(np.float64)
     return Ucm(shape, tree, altitudes, rag)
+
+
+def superpixel_rows(
+    contour_maps: Iterable[ContourMap],
+    count: int,
+    size: tuple[int, int],
+    *,
+    regions: int | None = None,
+    threshold: float | None = None,
+) -> dict[str, np.ndarray]:
+    """The superpixels store's rows of ``count`` contour maps (taken one at a time, as ``contour_maps`` yields them):
+    the OWT-UCM of each and its cut (:meth:`Ucm.cut`: ``regions`` superpixels, or every boundary at or below
+    ``threshold`` removed), padded at the bottom and right to ``size``.
+
+    ``ucm`` float32 ``[count, 2, *size]`` (:meth:`Ucm.edge_saliency`, 0 in the padding), ``labels`` int32
+    ``[count, *size]`` (-1 in the padding), ``num_regions`` int32 ``[count]`` and ``extent`` int32 ``[count, 2]``.
+    """
+    saliency = np.zeros((count, 2, *size), np.float32)
+    labels = np.full((count, *size), -1, np.int32)
+    num_regions = np.zeros(count, np.int32)
+    extent = np.zeros((count, 2), np.int32)
+    for k, contour_map in zip(range(count), contour_maps, strict=True):
+        hierarchy = owt_ucm(contour_map)
+        superpixels = hierarchy.cut(regions=regions, threshold=threshold)
+        height, width = superpixels.shape
+        saliency[k, :, :height, :width] = hierarchy.edge_saliency()
+        labels[k, :height, :width] = superpixels
+        num_regions[k] = int(superpixels.max()) + 1
+        extent[k] = superpixels.shape
+    return {"ucm": saliency, "labels": labels, "num_regions": num_regions, "extent": extent}
 
 
 def labels_from_saliency(edge_saliency: np.ndarray, threshold: float) -> np.ndarray:
