@@ -112,20 +112,41 @@ def distance_to_square_outline(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return np.minimum(d_vert, d_horz)
 
 
+def write_params_file(folder: Path, raw: dict, name: str = "params.yaml") -> Path:
+    """``raw`` as YAML in ``folder/name`` (the conftest fixture ``write_params``); returns the file."""
+    import yaml
+
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def save_tiny_clip(path: Path, model_name: str = "clips4-test-vit", seed: int = 0) -> str:
+    """A randomly initialised packaged test CLIP (weights drawn with ``seed``) saved as a clips4 checkpoint at
+    ``path`` (the conftest fixture ``tiny_clip``); returns the file's sha256."""
+    import torch
+
+    from clips4.clip.loading import build_model, model_config, save_clip_checkpoint
+
+    torch.manual_seed(seed)
+    config = model_config(model_name)
+    return save_clip_checkpoint(path, build_model(config), model_name, config)
+
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (a store, a reports folder) by relative path, with its bytes (the conftest
+    fixture ``tree_bytes``): two trees are byte for byte the same when these are equal."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def make_tiny_project(root: Path, params: dict) -> Path:
     """``root`` with ``params`` as params.yaml, its synthetic world in data/synth and a randomly initialised tiny
     CLIP (``clips4-test-vit``, seed 0) at models/clip.pt: what the cache and training stages read."""
-    import torch
-    import yaml
-
-    from clips4.clip.loading import build_model, model_config, save_clip_checkpoint
     from clips4.data.synth import write_world
     from clips4.params import load_params
 
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    loaded = load_params(root / "params.yaml")
+    loaded = load_params(write_params_file(root, params))
     write_world(loaded.synth, loaded.synth.seed, root / "data" / "synth", workers=1)
-    torch.manual_seed(0)
-    config = model_config("clips4-test-vit")
-    save_clip_checkpoint(root / "models" / "clip.pt", build_model(config), "clips4-test-vit", config)
+    save_tiny_clip(root / "models" / "clip.pt")
     return root

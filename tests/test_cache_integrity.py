@@ -24,12 +24,8 @@ from clips4.stages.common import parse_shard
 from clips4.stages.contours import run_contours
 from clips4.stages.segments import run_segments
 from clips4.stages.ucm import run_ucm
-from tests.test_cache_stages import Interrupted, params, project  # noqa: F401 (fixtures)
-
-
-def _files(path: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
-
+from tests.fixtures import tree_bytes as _files
+from tests.test_cache_stages import Interrupted, project  # noqa: F401 (fixture; `params` is tests/conftest.py's)
 
 # --- item 6: a header that cannot be read is never removed ---
 

@@ -38,12 +38,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_project(tmp_path_factory.mktemp("project"), TINY)
 
 
-@pytest.fixture
-def params(project: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(project)
-    return load_params("params.yaml")
-
-
 def _arrays(path: str | Path) -> dict[str, np.ndarray]:
     store = clips4.cache.open(str(path))
     return {name: array[...] for name, array in store.arrays.items()}
@@ -297,26 +291,26 @@ def test_clip_dense_killed_midway_resumes_to_the_same_store(params, monkeypatch,
     _assert_same_store(reference, resumed)
 
 
-def test_rerunning_a_complete_stage_changes_no_file(params, tmp_path):
+def test_rerunning_a_complete_stage_changes_no_file(params, tmp_path, tree_bytes):
     """A finished store is left byte for byte as it was, so DVC sees nothing new downstream."""
     path = tmp_path / "contours.zarr"
     run_contours(params, path, workers=1)
-    before = {p: p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    before = tree_bytes(path)
     time.sleep(1.1)  # a rewritten timestamp (seconds) would differ
     result = run_contours(params, path, workers=1)
-    after = {p: p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    after = tree_bytes(path)
     assert result.complete and result.computed_chunks == 0
     assert before == after
 
 
-def test_hed_without_weights_stops_before_any_work(project, params):
+def test_hed_without_weights_stops_before_any_work(project, params, write_params):
     from typer.testing import CliRunner
 
     from clips4.cli import app
 
     config = yaml.safe_load((project / "params.yaml").read_text())
     config["contours"] = {"method": "hed"}
-    (project / "hed.yaml").write_text(yaml.safe_dump(config))
+    write_params(project, config, "hed.yaml")
     outcome = CliRunner().invoke(app, ["contours", "--params", "hed.yaml", "--cache-dir", "memory://clips4-hed/cache"])
     assert outcome.exit_code == 1
     assert "contours.hed_weights" in outcome.output and "network-bsds500.pytorch" in outcome.output

@@ -59,10 +59,9 @@ def test_missing_synth_checkpoint_says_which_stage(tmp_path, monkeypatch):
         load_clip("clips4-tiny-vit", "synth")
 
 
-def test_text_embeddings_average_normalised_templates(tmp_path):
-    config = model_config("clips4-test-vit")
+def test_text_embeddings_average_normalised_templates(tmp_path, tiny_clip):
     path = tmp_path / "clip.pt"
-    save_clip_checkpoint(path, build_model(config).eval(), "clips4-test-vit", config)
+    tiny_clip(path)
     loaded = load_clip("clips4-test-vit", str(path))
     templates = ["a photo of a {}.", "a {} in the scene."]
     embeddings = text_embeddings(loaded, ["ball", "sky"], templates, cache_dir=tmp_path / "text")
@@ -135,13 +134,11 @@ def test_folder_as_checkpoint_is_called_a_folder(tmp_path):
         load_clip("clips4-test-vit", str(tmp_path))
 
 
-def test_synth_rejects_a_model_that_is_not_packaged(tmp_path, monkeypatch):
+def test_synth_rejects_a_model_that_is_not_packaged(tmp_path, monkeypatch, tiny_clip):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(Clips4Error, match=r"clip\.model: 'ViT-B-16' is not a packaged tiny config"):
         load_clip("ViT-B-16", "synth")
-    (tmp_path / "models").mkdir()
-    config = model_config("clips4-test-vit")
-    save_clip_checkpoint(tmp_path / "models" / "clip.pt", build_model(config), "clips4-test-vit", config)
+    tiny_clip(tmp_path / "models" / "clip.pt")
     with pytest.raises(Clips4Error, match=r"was trained as 'clips4-test-vit' but clip\.model is 'clips4-tiny-vit'"):
         load_clip("clips4-tiny-vit", "synth")
     assert load_clip("clips4-test-vit", "synth").model_name == "clips4-test-vit"

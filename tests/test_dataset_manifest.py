@@ -105,14 +105,14 @@ def _dvc_yaml(clips4: str) -> dict:
 
 
 @pytest.mark.slow
-def test_dvc_reruns_a_reader_when_a_dataset_file_changes_and_only_then(tmp_path):
+def test_dvc_reruns_a_reader_when_a_dataset_file_changes_and_only_then(tmp_path, write_params):
     repo = tmp_path / "repo"
     repo.mkdir()
     _tree(repo / "world")
     _tree(repo / "videos")
     clips4 = f'{sys.executable} -c "from clips4.cli import main; main()"'
     (repo / "dvc.yaml").write_text(yaml.safe_dump(_dvc_yaml(clips4)))
-    (repo / "params.yaml").write_text(yaml.safe_dump({"dataset": {"root": "world"}, "video": {"root": "videos"}}))
+    write_params(repo, {"dataset": {"root": "world"}, "video": {"root": "videos"}})
     assert run_dvc(repo, "init", "--no-scm", "-q").returncode == 0
 
     first = run_dvc(repo, "repro")

@@ -47,12 +47,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def params(project: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(project)
-    return load_params("params.yaml")
-
-
 def _numbers_only(payload: dict) -> bool:
     return all(
         isinstance(value, float | int) and not isinstance(value, bool)

@@ -6,9 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from clips4.clip import build_model, model_config, save_clip_checkpoint
+from clips4.clip import build_model, model_config
 from clips4.data.layouts import open_dataset
 from clips4.eval.scoring import score_segmenter
 from clips4.inference.language import language_classes
@@ -90,24 +89,22 @@ def test_whole_protocol_resizes_slide_keeps_the_size():
     assert slide.shape[1:3] == (48 // stride, 64 // stride) == synth.shape[1:3]
 
 
-def test_evaluate_on_voc_uses_prompt_names(tmp_path, monkeypatch):
+def test_evaluate_on_voc_uses_prompt_names(tmp_path, monkeypatch, tiny_clip, write_params):
     from clips4.inference import segmenter
     from clips4.stages.evaluate import run_evaluate
 
     root = make_voc(tmp_path / "voc")
-    config = model_config("clips4-test-vit")
     weights = tmp_path / "clip.pt"
-    save_clip_checkpoint(weights, build_model(config), "clips4-test-vit", config)
-    (tmp_path / "params.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "dataset": {"name": "voc", "root": "voc"},  # relative to the params file
-                "clip": {"model": "clips4-test-vit", "pretrained": str(weights), "window": 32, "stride": 16},
-                # language-driven scores only: no caches for the probes, no videos
-                "eval": {"protocol": "whole", "knn": {"train_images": 0}, "linear": {"train_images": 0}},
-                "video": {"name": "none"},
-            }
-        )
+    tiny_clip(weights)
+    write_params(
+        tmp_path,
+        {
+            "dataset": {"name": "voc", "root": "voc"},  # relative to the params file
+            "clip": {"model": "clips4-test-vit", "pretrained": str(weights), "window": 32, "stride": 16},
+            # language-driven scores only: no caches for the probes, no videos
+            "eval": {"protocol": "whole", "knn": {"train_images": 0}, "linear": {"train_images": 0}},
+            "video": {"name": "none"},
+        },
     )
     seen = []
     original = segmenter.text_embeddings

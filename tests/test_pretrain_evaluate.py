@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-import yaml
 from typer.testing import CliRunner
 
 from clips4.cli import app
@@ -34,10 +33,9 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, write_params):
     root = tmp_path_factory.mktemp("project")
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
-    params = load_params(root / "params.yaml")
+    params = load_params(write_params(root, TINY))
     write_world(params.synth, params.seed, root / "data" / "synth", workers=1)
     return root
 
@@ -96,7 +94,7 @@ def test_evaluate_rejects_bad_dense_mode(project, monkeypatch):
     assert out.exit_code == 2 and "--dense-mode" in out.output
 
 
-def test_evaluate_refuses_an_empty_val_split(project, monkeypatch, tmp_path):
+def test_evaluate_refuses_an_empty_val_split(project, monkeypatch, tmp_path, write_params):
     monkeypatch.chdir(project)
     if not (project / "models" / "clip.pt").is_file():
         run_clip_pretrain(load_params("params.yaml"))
@@ -106,28 +104,17 @@ def test_evaluate_refuses_an_empty_val_split(project, monkeypatch, tmp_path):
     with pytest.raises(Clips4Error, match=r"empty\.txt: split 'empty' \(dataset\.val_split\) lists no images"):
         run_evaluate(params, tmp_path / "reports")
     assert not (tmp_path / "reports").exists()
-    params_file = _params_file(tmp_path, root=str(project / "data" / "synth"), val_split="empty")
+    dataset = {"root": str(project / "data" / "synth"), "val_split": "empty"}
+    params_file = write_params(tmp_path, {**TINY, "dataset": dataset})
     out = CliRunner().invoke(app, ["evaluate", "--params", str(params_file)])
     assert out.exit_code == 1 and "lists no images" in out.output and "Traceback" not in out.output
 
 
-def _params_file(folder, **dataset):
-    path = folder / "params.yaml"
-    raw = {**TINY, "dataset": dataset}
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def test_real_weights_are_recorded_not_trained(tmp_path, monkeypatch):
+def test_real_weights_are_recorded_not_trained(tmp_path, monkeypatch, tiny_clip, write_params):
     """With real weights (here a local checkpoint file), clip_pretrain writes a reference, not a model."""
-    from clips4.clip import build_model, model_config, save_clip_checkpoint
-
     monkeypatch.chdir(tmp_path)
-    config = model_config("clips4-test-vit")
-    sha = save_clip_checkpoint(tmp_path / "weights.pt", build_model(config), "clips4-test-vit", config)
-    (tmp_path / "params.yaml").write_text(
-        yaml.safe_dump({"clip": {"model": "clips4-test-vit", "pretrained": str(tmp_path / "weights.pt")}})
-    )
+    sha = tiny_clip(tmp_path / "weights.pt")
+    write_params(tmp_path, {"clip": {"model": "clips4-test-vit", "pretrained": str(tmp_path / "weights.pt")}})
     result = run_clip_pretrain(load_params("params.yaml"))
     assert result.sha256 == sha and result.steps == 0
     reference = torch.load(tmp_path / "models" / "clip.pt")

@@ -242,39 +242,35 @@ def _cli(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
-def _files(store: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
-
-
-def test_stage_reruns_give_the_same_store_and_log_faiss(project: Path, tmp_path: Path) -> None:
+def test_stage_reruns_give_the_same_store_and_log_faiss(project: Path, tmp_path: Path, tree_bytes) -> None:
     outcome = _cli("prototypes", "--cache-dir", "data/cache")
     assert outcome.exit_code == 0, outcome.output
     assert "; faiss " in outcome.output and "on CPU with IndexFlatIP" in outcome.output
     first = tmp_path / "first.zarr"
     (project / "data/cache/prototypes.zarr").rename(first)
     assert _cli("prototypes").exit_code == 0
-    assert _files(first) == _files(project / "data/cache/prototypes.zarr")  # byte for byte: no timestamp
+    assert tree_bytes(first) == tree_bytes(project / "data/cache/prototypes.zarr")  # byte for byte: no timestamp
     store = clips4.cache.open("data/cache/prototypes.zarr")
     assert isinstance(store, clips4.cache.PrototypesStore) and store.known.shape[0] == 14 == len(store.known_classes)
     assert store.unknown.shape[0] == 6 and store.held_out_classes == []
 
 
-def test_params_error_keeps_the_previous_store(project: Path) -> None:
+def test_params_error_keeps_the_previous_store(project: Path, tree_bytes, write_params) -> None:
     assert _cli("prototypes").exit_code == 0
-    before = _files(project / "data/cache/prototypes.zarr")
+    before = tree_bytes(project / "data/cache/prototypes.zarr")
     train = clips4.cache.open("data/cache/segments.zarr").segment_rows("train")
     params = yaml.safe_load((project / "params.yaml").read_text())
     for key in ("top_m", "unknowns"):
-        (project / "bad.yaml").write_text(yaml.safe_dump({**params, key: train[1] - train[0] + 1}))
+        write_params(project, {**params, key: train[1] - train[0] + 1}, "bad.yaml")
         outcome = _cli("prototypes", "--params", "bad.yaml")
         assert outcome.exit_code == 2 and f"{key}: {train[1] - train[0] + 1} is more than the" in outcome.output
         assert len(outcome.output.strip().splitlines()) == 1 and outcome.exception.__class__ is SystemExit
-    assert _files(project / "data/cache/prototypes.zarr") == before
+    assert tree_bytes(project / "data/cache/prototypes.zarr") == before
 
 
-def test_split_typo_and_empty_train_split_are_one_line(project: Path, tmp_path: Path) -> None:
+def test_split_typo_and_empty_train_split_are_one_line(project: Path, tmp_path: Path, write_params) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
-    (project / "typo.yaml").write_text(yaml.safe_dump({**params, "dataset": {"train_split": "trian"}}))
+    write_params(project, {**params, "dataset": {"train_split": "trian"}}, "typo.yaml")
     outcome = _cli("prototypes", "--params", "typo.yaml")
     assert outcome.exit_code == 1 and "data/cache/segments.zarr: no split 'trian'" in outcome.output
     assert "dataset.train_split" in outcome.output and len(outcome.output.strip().splitlines()) == 1

@@ -24,13 +24,13 @@ FIGURES = ("pixel_embeddings_pca", "segment_projection", "retrieval", "predictio
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(tmp_path_factory: pytest.TempPathFactory, write_params) -> Path:
     """The tiny world with its caches, a trained student, evaluate's reports and propagated video masks."""
     root = build_train_project(tmp_path_factory.mktemp("report"))
     video = make_davis(root / "video", sequences=2, frames=5)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params.setdefault("video", {})["root"] = "video"  # evaluate and report read the videos from video.root
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(root, params)
     runner = CliRunner()
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)

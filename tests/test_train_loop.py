@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from clips4.cli import app
 from clips4.model.checkpoint import CheckpointError, load_student, read_checkpoint
-from clips4.params import load_params
 from clips4.train.loop import TrainInputs, train_student
 
 pytestmark = pytest.mark.slow
@@ -25,12 +24,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_train_project(tmp_path_factory.mktemp("train"))
-
-
-@pytest.fixture
-def params(project: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(project)
-    return load_params("params.yaml")
 
 
 def _inputs() -> TrainInputs:
