@@ -1,10 +1,11 @@
-"""Sharded stores (format 3): work units are whole shards, so concurrent writers never share a shard file;
-resuming after a kill redoes exactly the missing shards; damaged shards are named; old unsharded stores are
-read correctly and rebuilt with a message (issue 12)."""
+"""Sharded stores (format 3 and later): work units are whole shards, so concurrent writers never share a shard file;
+resuming after a kill redoes exactly the missing shards; damaged shards are named; stores of older formats are
+refused by readers and rebuilt with a message (issues 12 and 22)."""
 
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import zarr
 
 import clips4.cache
 from clips4.cache import StoreError
-from clips4.cache.api import verify_store
+from clips4.cache.api import describe, verify_store
 from clips4.cache.store import (
     STORE_FORMAT,
     ArraySpec,
@@ -136,7 +137,9 @@ def test_lost_and_truncated_shards_are_named(sharded, tmp_path):
     with pytest.raises(StoreError, match=r"image 'train_000007' \(row 7\) is in shard 1, whose file of strength"):
         damaged.image(7)
     damaged.image(13)  # other shards are still served
-    with pytest.raises(StoreError, match=r"1 shard\(s\) marked done lost their files \(first: shard 1 of strength"):
+    with pytest.raises(
+        StoreError, match=r"1 shard\(s\) marked done lost their files or changed size \(first: shard 1 of strength"
+    ):
         open_for_reading(path, "contours", stage="contours")
     shard = path / "orientation" / "c" / "2" / "0" / "0"
     shard.write_bytes(shard.read_bytes()[:-40])  # truncated: the shard index at its end is gone
@@ -168,21 +171,37 @@ def _as_format_2(source: Path, target: Path) -> None:
     done[...] = 1
 
 
-def test_an_unsharded_format_2_store_reads_correctly_and_is_rebuilt_with_a_message(sharded, tmp_path):
+def _as_format_3(source: Path, target: Path) -> None:
+    """The same files, labelled as written by the sharded format before chunk checksums (format 3)."""
+    shutil.copytree(source, target)
+    group = zarr.open_group(str(target), mode="a")
+    parts = {**group.attrs["fingerprint_parts"], "format": "old"}
+    group.attrs.update({"format": 3, "fingerprint_parts": parts, "fingerprint": "format3fingerprint"})
+
+
+@pytest.mark.parametrize("old_format", [2, 3])
+def test_a_store_of_an_older_format_is_refused_by_readers_and_rebuilt_with_a_message(sharded, tmp_path, old_format):
     current = tmp_path / "current.zarr"
     run_contours(sharded, current, workers=1)
     old_path = tmp_path / "old.zarr"
-    _as_format_2(current, old_path)
-    old, new = clips4.cache.open(str(old_path)), clips4.cache.open(str(current))
-    assert old.complete and old.rows_per_shard == old.rows_per_chunk == 2 and len(old.done_chunks()) == 9
-    for row in (0, 5, 17):
-        np.testing.assert_array_equal(old.image(row).strength, new.image(row).strength)
-    assert [row for row, _ in old.iter_images("val")] == list(range(12, 18))
-    with pytest.raises(StoreError, match=r"is complete but is stale \(changed: format\); rerun `clips4 contours"):
+    (_as_format_2 if old_format == 2 else _as_format_3)(current, old_path)
+    refused = (
+        rf"old\.zarr: store format {old_format} \([^)]*no chunk checksums[^)]*\), and this clips4 reads format 4 "
+        r"only; rebuild it with `dvc repro` \(or `clips4 contours --rebuild`\)"
+    )
+    with pytest.raises(StoreError, match=refused):
+        clips4.cache.open(str(old_path))
+    with pytest.raises(StoreError, match=refused):
+        open_for_reading(old_path, "contours", stage="contours")
+    with pytest.raises(StoreError, match=refused):
+        verify_store(str(old_path))
+    assert describe(str(old_path)).splitlines()[0].endswith("contours store, OLD FORMAT")
+    stale = rf"is complete but is stale \(changed: format \(store format {old_format} -> 4\)\); rerun `clips4 contours"
+    with pytest.raises(StoreError, match=stale):
         run_contours(sharded, old_path, workers=1)
     result = run_contours(sharded, old_path, workers=1, rebuild=True)
     assert result.complete and result.computed_chunks == 3
-    assert clips4.cache.open(str(old_path)).attrs["format"] == STORE_FORMAT == 3
+    assert clips4.cache.open(str(old_path)).attrs["format"] == STORE_FORMAT == 4
     _assert_same_store(current, old_path)
 
 

@@ -2,9 +2,10 @@
 
 Each store kind gets a small class with its shapes, dtypes and provenance, per-image views cropped to the
 image's valid extent, and iteration in chunk order (one chunk decoded at a time). A row whose chunk was not
-completed (an interrupted stage), lost its file, or cannot be decoded is never served: asking for it raises
-:class:`StoreError` naming the store, the chunk and the image (reads go through
-:class:`clips4.cache.integrity.CheckedArray`, which also refuses the NaN fill value of a missing float chunk).
+completed (an interrupted stage), lost its file, changed size, or fails its checksum is never served: asking for it
+raises :class:`StoreError` naming the store, the chunk and the image (reads go through
+:class:`clips4.cache.integrity.CheckedArray`, which also refuses the fill value of a missing chunk: NaN, or an
+integer array's missing marker). A store of an older format is refused with the command that rebuilds it.
 
 A store object is a snapshot: the arrays, the per-chunk done flags and the image extents are read once, when it is
 opened (so that a random read costs one Zarr read), and rows completed later need a fresh ``open``.
@@ -25,13 +26,23 @@ from clips4.cache.integrity import (
     BadChunk,
     CheckedArray,
     RowNames,
+    damaged_units,
+    done_table,
     mark_not_done,
     missing_chunks,
+    missing_whole_files,
     unit_rows,
     unit_word,
     verify,
 )
-from clips4.cache.store import StoreError, read_header, require_arrays, validate_for_reading
+from clips4.cache.store import (
+    STORE_FORMAT,
+    StoreError,
+    read_header,
+    require_arrays,
+    require_format,
+    validate_for_reading,
+)
 from clips4.superpixels.types import ContourMap
 
 #: Attributes too long to print in a summary.
@@ -56,13 +67,24 @@ class CacheStore:
 
     @property
     def complete(self) -> bool:
-        """Marked complete, and no chunk marked done has lost its file."""
-        return bool(self.attrs.get("complete")) and not self.lost_chunks
+        """Marked complete, no unit marked done has lost its file (or changed its size), and no array written
+        whole has lost its file."""
+        return bool(self.attrs.get("complete")) and not self.lost_chunks and not self.missing_arrays
 
     @property
     def lost_chunks(self) -> dict[int, list[str]]:
-        """``{chunk: arrays}`` of the chunks marked done whose file is missing (none for whole-array stores)."""
+        """``{unit: arrays}`` of the work units marked done whose file is missing or not the size it was written
+        with (none for whole-array stores)."""
         return {}
+
+    @functools.cached_property
+    def _missing_arrays(self) -> dict[str, str]:
+        return missing_whole_files(self.group)
+
+    @property
+    def missing_arrays(self) -> dict[str, str]:
+        """``{array: key}`` of the arrays written whole that lost a chunk file (they would read as fill values)."""
+        return dict(self._missing_arrays)
 
     @property
     def fingerprint(self) -> str | None:
@@ -116,8 +138,13 @@ class RowStore(CacheStore):
         return int(self.attrs["rows"])
 
     @functools.cached_property
+    def _table(self) -> np.ndarray:
+        """The done table: flags and, per unit, the size and CRC-32 of its files (integrity.done_table)."""
+        return done_table(self.group)
+
+    @functools.cached_property
     def _done(self) -> np.ndarray:
-        return np.asarray(self._arrays["done"][:], dtype=bool)
+        return self._table[:, 0] != 0
 
     def done_chunks(self) -> np.ndarray:
         """Done flags, one per work unit (shard)."""
@@ -125,7 +152,7 @@ class RowStore(CacheStore):
 
     @functools.cached_property
     def _lost(self) -> dict[int, list[str]]:
-        return missing_chunks(self.group, done=self._done)
+        return missing_chunks(self.group, done=self._table)
 
     @property
     def lost_chunks(self) -> dict[int, list[str]]:
@@ -161,8 +188,8 @@ class RowStore(CacheStore):
         if unit in self._lost:
             raise StoreError(
                 f"{self.path}: {what} is in {unit_word(self.attrs)} {unit}, whose file of "
-                f"{', '.join(self._lost[unit])} is missing; rerun `clips4 {self.stage}` to recompute it "
-                f"(`clips4 cache verify {self.path}` lists bad ones)"
+                f"{', '.join(self._lost[unit])} is missing or not the size it was written with; rerun "
+                f"`clips4 {self.stage}` to recompute it (`clips4 cache verify {self.path}` lists bad ones)"
             )
 
 
@@ -185,12 +212,21 @@ class ImageStore(RowStore):
         return row
 
     @functools.cached_property
-    def _extents(self) -> np.ndarray:
-        return np.asarray(self._arrays["extent"][:])
+    def _unit_extents(self) -> dict[int, np.ndarray]:
+        return {}
+
+    def _extent_row(self, row: int) -> np.ndarray:
+        """The valid extent of a row of a done unit, read (checked) once per unit: the rows of units not done
+        hold the missing marker, which a checked read of the whole array would refuse."""
+        unit = row // self.rows_per_shard
+        if unit not in self._unit_extents:
+            start = unit * self.rows_per_shard
+            self._unit_extents[unit] = self._arrays["extent"][start : min(start + self.rows_per_shard, self.num_rows)]
+        return self._unit_extents[unit][row - unit * self.rows_per_shard]
 
     def extent(self, image: int | str) -> tuple[int, int]:
         row = self._row(image)
-        return tuple(int(v) for v in self._extents[row])  # type: ignore[return-value]
+        return tuple(int(v) for v in self._extent_row(row))  # type: ignore[return-value]
 
     def image(self, image: int | str) -> Any:
         """The stored data of one image (by row or id), cropped to its valid extent."""
@@ -238,7 +274,7 @@ class ImageStore(RowStore):
         raise NotImplementedError
 
     def _ext(self, row: int) -> dict[str, np.ndarray]:
-        return {"extent": self._extents[row]}
+        return {"extent": self._extent_row(row)}
 
     def _read_row(self, row: int, *names: str) -> dict[str, np.ndarray]:
         """One row of each array; a bad read names the image asked for, then the chunk (and its images)."""
@@ -409,9 +445,10 @@ KINDS: dict[str, type[CacheStore]] = {
 }
 
 
-def open(path: str) -> CacheStore:
+def open(path: str, *, old_format: bool = False) -> CacheStore:
     """Open any clips4 store read-only as its typed class (an incomplete store opens too; its missing rows
-    raise on access)."""
+    raise on access). A store of an older format (no chunk checksums) is refused with the command that rebuilds
+    it, unless ``old_format`` (``cache info`` describes it)."""
     path = str(path)
     attrs = read_header(path)
     if attrs is None:
@@ -419,6 +456,8 @@ def open(path: str) -> CacheStore:
     kind = attrs.get("kind")
     if kind not in KINDS:
         raise StoreError(f"{path}: not a clips4 store (kind {kind!r}); expected one of {', '.join(KINDS)}")
+    if not old_format:
+        require_format(attrs, path, f"clips4 {KINDS[kind].stage}")
     return KINDS[kind](path, zarr.open_group(path, mode="r"))
 
 
@@ -431,8 +470,9 @@ def open_complete(path: str | Path, kind: str, stage: str) -> CacheStore:
 
 
 def verify_store(path: str, *, repair: bool = False) -> list[BadChunk]:
-    """Decode every chunk marked done of a store; the bad ones (``clips4 cache verify``). With ``repair``, clear
-    their done flags (and ``complete``), so that rerunning the stage recomputes exactly them."""
+    """Check every file of a store against its record, decode every chunk marked done (each chunk's checksum) and
+    the arrays written whole; the bad ones (``clips4 cache verify``). With ``repair``, clear the done flags of the
+    bad units (and ``complete``), so that rerunning the stage recomputes exactly them."""
     store = open(path)
     bad = verify(store.group, path)
     if repair and bad:
@@ -443,7 +483,10 @@ def verify_store(path: str, *, repair: bool = False) -> list[BadChunk]:
             )
         if not isinstance(store, RowStore):
             raise StoreError(f"{path}: a {store.kind} store is written whole; rerun `clips4 {store.stage}`")
-        mark_not_done(zarr.open_group(path, mode="a"), [b.chunk for b in bad if b.array != "done"])
+        # Arrays written whole (the segments' offsets) are written again by every run of the stage; marking a
+        # unit not done makes sure it runs: the store is incomplete.
+        units = [b.chunk for b in bad if b.unit]
+        mark_not_done(zarr.open_group(path, mode="a"), units or [0])
     return bad
 
 
@@ -451,17 +494,41 @@ def describe(path: str) -> str:
     """The ``clips4 cache info`` text: kind, completeness, arrays with chunking and compression, provenance."""
     import json
 
-    store = open(path)
-    lost = store.lost_chunks
-    state = "complete" if store.complete else "DAMAGED" if lost else "INCOMPLETE"
+    store = open(path, old_format=True)
+    old = store.attrs.get("format") != STORE_FORMAT
+    # Files of another size, or modified after their record and with another CRC-32 (only those are read).
+    lost = (
+        {}
+        if old or not isinstance(store, RowStore)
+        else damaged_units(store.group, table=store._table, hashing="if-modified")
+    )
+    lost = lost or store.lost_chunks
+    missing = store.missing_arrays
+    state = (
+        "complete"
+        if store.complete and not lost and not old
+        else "OLD FORMAT"
+        if old
+        else "DAMAGED"
+        if lost or missing
+        else "INCOMPLETE"
+    )
     lines = [f"{store.path}: {store.kind} store, {state}"]
+    if old:
+        lines.append(
+            f"  store format {store.attrs.get('format')}; this clips4 reads format {STORE_FORMAT} only: rebuild it "
+            f"with `dvc repro` (or `clips4 {store.stage}`" + (" --rebuild)" if isinstance(store, RowStore) else ")")
+        )
     if lost:
         first, names = next(iter(lost.items()))
         word = unit_word(store.attrs)
         lines.append(
-            f"  {len(lost)} {word}(s) marked done lost their files (first: {word} {first} of {', '.join(names)}); "
-            f"rerun `clips4 {store.stage}` to recompute them; `clips4 cache verify {store.path}` lists them"
+            f"  {len(lost)} {word}(s) marked done lost their files or changed since they were written (first: {word} "
+            f"{first} of {', '.join(names)}); rerun `clips4 {store.stage}` to recompute them; "
+            f"`clips4 cache verify {store.path}` lists them"
         )
+    for name, key in missing.items():
+        lines.append(f"  array {name} lost its file {key}; rerun `clips4 {store.stage}` to write it again")
     if isinstance(store, RowStore):
         done = store.done_chunks()
         word = unit_word(store.attrs)

@@ -7,6 +7,10 @@ store (docs/caches.md). Here a shard's index is read and decoded once and kept, 
 read of the file (chunks of a shard are contiguous as zarr writes them) decoded by the array's own codecs (their
 synchronous ``_decode_sync``), with no thread hop: the store format is unchanged.
 
+Checksums: each chunk's bytes end with their CRC-32C (zarr's ``crc32c`` codec, last in the inner chain of store
+format 4), checked here by that codec as zarr checks it. A mismatch raises :class:`DamagedChunk`, naming the chunk:
+the caller reports it and never retries or serves the rows.
+
 Correctness: an index is only kept for a shard whose work unit is done (``unit_done``): a done unit is never
 written again (a rebuild, repair or rewrite first clears its flag, and a reader's done flags are a snapshot taken at
 open), so its index cannot go stale. As a second guard the kept index is tied to the file's inode, size and
@@ -32,7 +36,7 @@ from zarr.storage import LocalStore
 try:
     from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec
     from zarr.abc.store import RangeByteRequest, SuffixByteRequest
-    from zarr.codecs import ShardingCodec
+    from zarr.codecs import Crc32cCodec, ShardingCodec
     from zarr.codecs.sharding import ShardingCodecIndexLocation
     from zarr.core.array_spec import ArrayConfig, ArraySpec
     from zarr.core.buffer import default_buffer_prototype
@@ -41,6 +45,15 @@ try:
     AVAILABLE = True
 except ImportError:  # a zarr whose internals moved: reads go through zarr
     AVAILABLE = False
+
+
+class DamagedChunk(ValueError):
+    """A chunk whose bytes fail their checksum (or cannot be decoded): ``chunk`` is its index along the rows."""
+
+    def __init__(self, chunk: int, cause: Exception) -> None:
+        super().__init__(f"chunk {chunk}: {cause}")
+        self.chunk, self.cause = chunk, cause
+
 
 #: An index entry of a chunk that was never written (the sharding spec's "empty chunk").
 EMPTY = np.uint64(2**64 - 1)
@@ -65,10 +78,16 @@ def _decodes_synchronously(codecs: tuple) -> bool:
     )
 
 
-def _decode(codecs: tuple, data, spec: ArraySpec):
-    """Decode bytes with a chain checked by :func:`_decodes_synchronously` (last codec first)."""
+def _decode(codecs: tuple, data, spec: ArraySpec, chunk: int | None = None):
+    """Decode bytes with a chain checked by :func:`_decodes_synchronously` (last codec first). With ``chunk`` (its
+    index along the rows), a failed checksum raises :class:`DamagedChunk`; other errors propagate as they are."""
     for codec in reversed(codecs[1:]):
-        data = codec._decode_sync(data, spec)
+        try:
+            data = codec._decode_sync(data, spec)
+        except Exception as err:
+            if chunk is not None and isinstance(codec, Crc32cCodec):
+                raise DamagedChunk(chunk, err) from err
+            raise
     return codecs[0]._decode_sync(data, spec)
 
 
@@ -163,11 +182,12 @@ class ShardRowReader:
             return None
         blob = raw.as_numpy_array()
         buffer = self.chunk_spec.prototype.buffer
+        first_chunk = base // self.chunk_rows + first
         parts = [
             _decode(
-                self.codecs, buffer.from_array_like(blob[int(o) - begin : int(e) - begin]), self.chunk_spec
+                self.codecs, buffer.from_array_like(blob[int(o) - begin : int(e) - begin]), self.chunk_spec, chunk
             ).as_numpy_array()
-            for o, e in zip(offsets, ends, strict=True)
+            for chunk, (o, e) in enumerate(zip(offsets, ends, strict=True), start=first_chunk)
         ]
         rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
         offset = start - base - first * self.chunk_rows

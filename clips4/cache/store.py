@@ -35,17 +35,36 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.core.sync import sync
 
 from clips4 import __version__
 from clips4.cache.errors import StoreError
-from clips4.cache.integrity import CheckedGroup, chunk_key, mark_not_done, missing_chunks, unit_word
+from clips4.cache.integrity import (
+    CheckedGroup,
+    chunk_key,
+    damaged_units,
+    done_flags,
+    mark_not_done,
+    missing_chunks,
+    missing_value,
+    missing_whole_files,
+    unit_record,
+    unit_word,
+)
 
 #: Version of the on-disk layout; part of every fingerprint, so a layout change rebuilds old stores.
 #: 2: NaN fill values, a file for every written chunk, per-part fingerprints, content-hashed images, no timestamps.
 #: 3: row arrays sharded (zarr's sharding codec): one file per work unit and array, done flags per work unit.
-STORE_FORMAT = 3
+#: 4: a CRC-32C checksum on every chunk; fill values that mark a missing chunk in every array (NaN, or an
+#:    integer type's extreme); each done flag records its unit's file sizes and CRC-32 (see integrity.py).
+STORE_FORMAT = 4
+#: What each format lacks that this one checks, for the message that asks to rebuild an older store.
+OLD_FORMATS = {
+    3: "no chunk checksums, integer arrays filled with 0",
+    2: "unsharded, no chunk checksums",
+    1: "unsharded, no chunk checksums",
+}
 #: How long shards other than rank 0 wait for rank 0's store (seconds), and how often they look.
 SHARD_WAIT_S = 600.0
 SHARD_POLL_S = 1.0
@@ -59,14 +78,16 @@ class ArraySpec:
 
     shape: tuple[int, ...]
     dtype: str
-    #: ``None``: NaN for float arrays (a lost chunk reads as NaN, which the readers refuse), else 0.
+    #: ``None`` (keep it so): the missing marker, NaN for float arrays and the integer type's minimum (maximum if
+    #: unsigned), values no store holds, so that a lost chunk is refused by the readers instead of read as data.
     fill_value: float | int | None = None
 
     @property
     def fill(self) -> float | int:
         if self.fill_value is not None:
             return self.fill_value
-        return math.nan if np.dtype(self.dtype).kind == "f" else 0
+        marker = missing_value(self.dtype)
+        return 0 if marker is None else marker
 
 
 @dataclass(frozen=True)
@@ -195,6 +216,12 @@ def _compressor(clevel: int) -> BloscCodec:
     return BloscCodec(cname="zstd", clevel=clevel, shuffle="shuffle")
 
 
+def _codecs(clevel: int) -> list:
+    """The bytes codecs of every data chunk: Blosc/zstd, then a CRC-32C of the compressed bytes (for sharded
+    arrays these are the inner chunks' codecs; zarr gives a shard's index a CRC-32C of its own)."""
+    return [_compressor(clevel), Crc32cCodec()]
+
+
 def remove_store(path: str | Path) -> None:
     """Delete a store folder (local or fsspec URL); a missing one is fine."""
     if is_url(path):
@@ -277,8 +304,9 @@ class ChunkedStore:
         that a stale store says what changed. A stale store that holds finished work is replaced only with
         ``rebuild`` (``clips4 <stage> --rebuild``; dvc.yaml passes it); a stale store with no finished chunk is
         replaced without it. Only shard rank 0 creates, rebuilds or removes; other ranks wait up to ``wait_s``
-        for rank 0's store. Every rank then checks that its chunks marked done still have their files, and marks
-        the ones that lost a file not done, so that they are computed again.
+        for rank 0's store. Every rank then checks that the files of its units marked done are the ones recorded
+        with their done flags (:meth:`recheck_done`), and marks the others not done, so that they are computed
+        again.
 
         ``static`` arrays (not split by rows, e.g. the segments' ``offsets``) are written whole by rank 0 on
         every open: their content is a function of the fingerprint, so rewriting them is idempotent.
@@ -302,19 +330,21 @@ class ChunkedStore:
         }
         if shard[0] == 0:
             group = _create_or_resume(path, header, rebuild=rebuild, stage=stage)
-            compressor = _compressor(clevel)
+            codecs = _codecs(clevel)
             with zarr.config.set({"array.write_empty_chunks": True}):
                 for name, spec in layout.arrays.items():
                     shape, chunks = (layout.rows, *spec.shape), (layout.rows_per_chunk, *spec.shape)
                     shards = (layout.rows_per_shard, *spec.shape)
-                    _ensure_array(group, name, shape, chunks, spec.dtype, spec.fill_value, compressor, shards)
+                    _ensure_array(group, name, shape, chunks, spec.dtype, spec.fill_value, codecs, shards)
                 for name, values in (static or {}).items():
                     array = _ensure_array(
-                        group, name, values.shape, values.shape or (1,), values.dtype.str, 0, compressor
+                        group, name, values.shape, values.shape or (1,), values.dtype.str, None, codecs
                     )
                     array[...] = values
-                # Created last: other ranks take the store as ready once it exists.
-                _ensure_array(group, "done", (layout.num_units,), (1,), "uint8", 0, None)
+                # Created last: other ranks take the store as ready once it exists. One row (chunk) per work unit:
+                # its flag, then the size and CRC-32 of each row array's file (see integrity.done_table).
+                width = 1 + 2 * len(layout.arrays)
+                _ensure_array(group, "done", (layout.num_units, width), (1, width), "uint64", 0, [Crc32cCodec()])
         else:
             group = _wait_for_store(path, store_fingerprint, names, shard, SHARD_WAIT_S if wait_s is None else wait_s)
         store = cls(path, group, layout)
@@ -331,17 +361,24 @@ class ChunkedStore:
         return list(range(int(bounds[rank]), int(bounds[rank + 1])))
 
     def recheck_done(self, units: list[int]) -> list[int]:
-        """Mark the work units of ``units`` that are done but lost a file not done; returns them."""
-        lost = missing_chunks(self.group, units)
+        """Mark the work units of ``units`` that are done but whose files are not the ones recorded with their done
+        flag (missing, another size, or, for a file modified after its record, another CRC-32) not done; returns
+        them. One ``stat`` per file; only modified files are read."""
+        lost = damaged_units(self.group, units, hashing="if-modified")
         if lost:
-            listed = "; ".join(f"shard {j}: {', '.join(names)}" for j, names in list(lost.items())[:4])
-            _say(f"{self.path}: {len(lost)} shard(s) marked done lost their files ({listed}); computing them again")
+            listed = "; ".join(
+                f"shard {j}: {'; '.join(problems.values())}" for j, problems in list(lost.items())[:4]
+            ) + ("; ..." if len(lost) > 4 else "")
+            _say(
+                f"{self.path}: {len(lost)} shard(s) marked done are missing or changed since they were written "
+                f"({listed}); computing them again"
+            )
             mark_not_done(self.group, list(lost))
         return list(lost)
 
     def done_mask(self) -> np.ndarray:
         """``[num_units]`` bool: which work units are complete."""
-        return np.asarray(self.group["done"][:], dtype=bool)
+        return done_flags(self.group)
 
     def pending(self, shard: tuple[int, int] = (0, 1)) -> list[int]:
         """Incomplete work units of this process's shard of the work."""
@@ -369,7 +406,8 @@ class ChunkedStore:
                     )
                 # One assignment of the whole shard: zarr encodes it and writes the file once (temp + rename).
                 self.group[name][start:stop] = values
-            self.group["done"][unit] = 1
+            # The flag and the record of the files just written (read back from the page cache), in one chunk.
+            self.group["done"][unit] = unit_record(self.group, unit)
 
     def finish(self) -> bool:
         """Mark the store complete if every chunk is done; returns whether it is.
@@ -417,7 +455,7 @@ def _finished_work(path: str | Path, attrs: Mapping[str, Any]) -> str:
     if attrs.get("complete"):
         return "is complete"
     try:
-        done = int(np.asarray(zarr.open_group(str(path), mode="r")["done"][:]).sum())
+        done = int(done_flags(zarr.open_group(str(path), mode="r")).sum())
     except Exception:  # unknown: assume there is work to lose
         return "may hold finished chunks"
     return f"holds {done} finished chunk(s)" if done else ""
@@ -429,6 +467,8 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     if not isinstance(before, dict):
         return "written by an older clips4 that did not record what its fingerprint covers"
     changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+    if "format" in changed and old.get("format") != new.get("format"):
+        changed[changed.index("format")] = f"format (store format {old.get('format')} -> {new.get('format')})"
     shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
     return f"changed: {shown}" if changed else "changed: its fingerprint"
 
@@ -469,7 +509,7 @@ def _ensure_array(
     chunks: tuple[int, ...],
     dtype: str,
     fill_value: float | int | None,
-    compressor: BloscCodec | None,
+    codecs: list | None,
     shards: tuple[int, ...] | None = None,
 ) -> zarr.Array:
     """Create the array, or open it when it exists with the same layout (a resumed writer). An array whose
@@ -492,7 +532,7 @@ def _ensure_array(
         shards=shards,
         dtype=dtype,
         fill_value=fill,
-        compressors=compressor if compressor is not None else None,
+        compressors=codecs,
     )
 
 
@@ -532,7 +572,8 @@ def write_small_store(
                 shape=values.shape,
                 chunks=values.shape or (1,),
                 dtype=values.dtype,
-                compressors=_compressor(clevel),
+                fill_value=ArraySpec(values.shape, values.dtype.str).fill,  # a lost chunk is refused, not zeros
+                compressors=_codecs(clevel),
             )
             array[...] = values
     if build != target:
@@ -547,7 +588,8 @@ def open_for_reading(
     path: str | Path, kind: str | Iterable[str] | None = None, *, stage: str | None = None
 ) -> CheckedGroup:
     """Open a complete store read-only, its reads checked (:class:`CheckedGroup`); a clear error when it is
-    missing, incomplete, of another kind, lacks an array's metadata, or lost chunk files."""
+    missing, of an older format, incomplete, of another kind, lacks an array's metadata, lost chunk files, or has
+    files of another size than recorded (nothing is read to check that)."""
     group = validate_for_reading(path, kind, stage=stage)
     return CheckedGroup(str(path), group, stage or str(group.attrs.get("kind")))
 
@@ -564,6 +606,7 @@ def validate_for_reading(
     kinds = {kind} if isinstance(kind, str) else set(kind or ())
     if kinds and attrs.get("kind") not in kinds:
         raise StoreError(f"{path}: a {attrs.get('kind')!r} store, expected {' or '.join(sorted(kinds))}")
+    require_format(attrs, str(path), command)
     if not attrs.get("complete"):
         raise StoreError(f"{path}: the store is incomplete (a stage was interrupted){run.replace('build', 'finish')}")
     group = zarr.open_group(str(path), mode="r")
@@ -574,10 +617,27 @@ def validate_for_reading(
             first, names = next(iter(lost.items()))
             word = unit_word(attrs)
             raise StoreError(
-                f"{path}: {len(lost)} {word}(s) marked done lost their files (first: {word} {first} of "
-                f"{', '.join(names)}); rerun `{command}` to recompute them (`clips4 cache verify {path}` lists them)"
+                f"{path}: {len(lost)} {word}(s) marked done lost their files or changed size (first: {word} {first} "
+                f"of {', '.join(names)}); rerun `{command}` to recompute them (`clips4 cache verify {path}` lists them)"
             )
+    missing = missing_whole_files(group)
+    if missing:
+        name, key = next(iter(missing.items()))
+        raise StoreError(f"{path}: array {name!r} lost its file {key}; rerun `{command}` to write it again")
     return group
+
+
+def require_format(attrs: Mapping[str, Any], path: str, command: str) -> None:
+    """A clear error for a store written in an older format, which lacks checks this one relies on."""
+    found = attrs.get("format")
+    if found == STORE_FORMAT:
+        return
+    lacks = OLD_FORMATS.get(found, "an unknown layout") if isinstance(found, int) else "no format recorded"
+    again = command if command.endswith("prototypes") or not command.startswith("clips4 ") else f"{command} --rebuild"
+    raise StoreError(
+        f"{path}: store format {found} ({lacks}), and this clips4 reads format {STORE_FORMAT} only; rebuild it with "
+        f"`dvc repro` (or `{again}`)"
+    )
 
 
 def require_arrays(group: zarr.Group, path: str, command: str) -> None:

@@ -50,7 +50,7 @@ def run_ucm(
         rows_per_chunk(4 * 2 * height * width + 4 * height * width, params.cache.chunk_mb, rows),
         {
             "ucm": ArraySpec((2, height, width), "float32"),
-            "labels": ArraySpec((height, width), "int32", -1),
+            "labels": ArraySpec((height, width), "int32"),
             "num_regions": ArraySpec((), "int32"),
             "extent": ArraySpec((2,), "int32"),
         },

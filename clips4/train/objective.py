@@ -49,7 +49,7 @@ def load_prototypes(path: str, embed_dim: int, targets: str) -> tuple[torch.Tens
     store = clips4.cache.open(path)
     if not isinstance(store, PrototypesStore):
         raise StoreError(f"{path}: a {store.kind} store, expected prototypes; check the cache paths")
-    known = torch.from_numpy(store.group["class_text"][:] if targets == "text" else store.known).float()
+    known = torch.from_numpy(store.arrays["class_text"][:] if targets == "text" else store.known).float()
     unknown = torch.from_numpy(store.unknown).float()
     if known.shape[1] != embed_dim or unknown.shape[1] != embed_dim:
         raise StoreError(
