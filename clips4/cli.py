@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from clips4.errors import Clips4Error
+from clips4.errors import Clips4Error, Clips4Warning
 from clips4.params import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
 
 app = typer.Typer(
@@ -92,7 +93,9 @@ def user_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+                return func(*args, **kwargs)
         except ParamsError as err:
             raise fail(str(err), code=2) from None
         except Clips4Error as err:
@@ -102,6 +105,16 @@ def user_errors(func: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show_warning(
+    shown_before: Callable[..., None], message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+) -> None:
+    """clips4's own warnings as one ``warning: ...`` line on stderr; others as before."""
+    if issubclass(category, Clips4Warning):
+        typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+    else:
+        shown_before(message, category, *args, **kwargs)
 
 
 def read_params(path: Path) -> Params:

@@ -18,3 +18,7 @@ class DatasetError(Clips4Error):
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         super().__init__(message)
         self.path = None if path is None else str(path)
+
+
+class Clips4Warning(UserWarning):
+    """Something a user should hear about that does not stop the command (the CLI prints it as one line)."""
