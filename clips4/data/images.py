@@ -29,6 +29,21 @@ def voc_palette(num_colors: int = 256) -> np.ndarray:
     return palette
 
 
+#: The smallest image side the pipeline segments (pixels): smaller images have no contours (a gradient needs two
+#: pixels) and at most one cell of CLIP's feature grid. ``clips4 data check`` and the image stages refuse them.
+MIN_IMAGE_SIDE = 16
+
+
+def check_image_size(path: str | Path, height: int, width: int) -> None:
+    """:class:`DatasetError` naming ``path`` when the image is smaller than :data:`MIN_IMAGE_SIDE` on a side."""
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise DatasetError(
+            f"{path}: {width}x{height} pixels, below the {MIN_IMAGE_SIDE}-pixel minimum side that clips4 segments; "
+            "enlarge the image, or remove its id from the split file",
+            path,
+        )
+
+
 def _open(path: Path) -> Image.Image:
     if not path.exists():
         raise DatasetError(f"{path}: file not found; restore it, or remove its id from the split file", path)
