@@ -546,6 +546,8 @@ def segment(
 
     if (classes is None) == (classes_file is None):
         raise fail("give the class names with exactly one of --classes or --classes-file", code=2)
+    if threshold is not None and not -1.0 <= threshold <= 1.0:  # NaN fails the comparison too
+        raise fail(f"--threshold: {threshold} is outside [-1, 1], the range of a cosine similarity", code=2)
     if classes_file is not None:
         if not classes_file.is_file():
             raise fail(f"{classes_file}: classes file not found", code=2)
