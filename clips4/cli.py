@@ -8,16 +8,17 @@ Heavy imports (torch, zarr, open_clip) happen inside the commands so ``clips4 --
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from clips4.errors import Clips4Error, Clips4Warning
+from clips4.errors import Clips4Error, Clips4Warning, describe_os_error
 from clips4.params import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
 
 app = typer.Typer(
@@ -100,11 +101,29 @@ def user_errors(func: F) -> F:
             raise fail(str(err), code=2) from None
         except Clips4Error as err:
             raise fail(str(err)) from None
+        except OSError as err:  # a read-only, full or missing folder: one line naming the file, not a traceback
+            message = describe_os_error(err)
+            if message is None:
+                raise
+            raise fail(message) from None
         except KeyboardInterrupt:
             typer.secho("interrupted: completed work is kept; rerun the command to resume.", err=True)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def writing(path: Path, option: str) -> Iterator[None]:
+    """A file-system error while writing ``path`` (a read-only, full or missing folder) as one line naming ``path``
+    and the option that chose it, instead of a temporary file's name or a traceback."""
+    try:
+        yield
+    except OSError as err:
+        message = describe_os_error(err, path)
+        if message is None:
+            raise
+        raise fail(f"{option} {message}") from None
 
 
 def _show_warning(
@@ -558,7 +577,8 @@ def segment(
     segmenter = Segmenter.from_checkpoint(checkpoint, teacher=teacher, clip=clip, text_cache=text_cache)
     typer.echo(segmenter.describe(), err=True)
     size = batch_size or (8 if segmenter.device.type == "cuda" else 1)
-    run = run_segment(segmenter, images, names, out, threshold=threshold, save_scores=save_scores, batch_size=size)
+    with writing(out, "--out"):
+        run = run_segment(segmenter, images, names, out, threshold=threshold, save_scores=save_scores, batch_size=size)
     for problem in run.failed:
         typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
     images_done = sum(path.name.endswith(".labels.png") for path in run.written)
@@ -654,21 +674,20 @@ def experiments_collect(
     out: Annotated[Path | None, typer.Option(help="Markdown file to write (default: print).")] = None,
 ) -> None:
     """One Markdown table per paper table from the experiments' reports/metrics.json, mean ± std over seeds."""
-    import json
-
-    from clips4.experiments import collect_markdown, exp_show, load_tables
+    from clips4.experiments import collect_markdown, exp_show, load_tables, read_exp_show
 
     defined = load_tables(file)
     missing = [name for name in tables or [] if name not in defined]
     if missing:
         raise fail(f"{file}: no table {', '.join(missing)}; tables: {', '.join(defined)}", code=2)
-    show = json.loads(show_json.read_text()) if show_json else exp_show()
+    show = read_exp_show(show_json) if show_json else exp_show()
     text = collect_markdown([defined[name] for name in tables or defined], show)
     if out is None:
         typer.echo(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    with writing(out, "--out"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, out)
     typer.echo(f"wrote {out}")
