@@ -595,11 +595,20 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
     clip: ClipOption = None,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted.")] = 20.0,
+    max_side: Annotated[
+        int,
+        typer.Option(
+            min=16,
+            help="Scale uploads whose longer side is over this many pixels down to it before segmenting (the memory "
+            "and time of a request follow the pixels segmented); the page says when it did.",
+        ),
+    ] = 1024,
 ) -> None:
     """A local web page: upload an image, type class names, see CLIP-S4 and MaskCLIP side by side."""
     from clips4.serve.app import serve_forever
 
-    serve_forever(checkpoint, host=host, port=port, clip=clip, max_upload_bytes=int(max_upload_mb * 2**20))
+    upload_bytes = int(max_upload_mb * 2**20)
+    serve_forever(checkpoint, host=host, port=port, clip=clip, max_upload_bytes=upload_bytes, max_side=max_side)
 
 
 # --- report ---
