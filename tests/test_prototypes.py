@@ -274,7 +274,8 @@ def test_params_error_keeps_the_previous_store(project: Path) -> None:
 
 def test_split_typo_and_empty_train_split_are_one_line(project: Path, tmp_path: Path) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
-    (project / "typo.yaml").write_text(yaml.safe_dump({**params, "dataset": {"train_split": "trian"}}))
+    typo = {**params, "dataset": {**params["dataset"], "train_split": "trian"}}
+    (project / "typo.yaml").write_text(yaml.safe_dump(typo))
     outcome = _cli("prototypes", "--params", "typo.yaml")
     assert outcome.exit_code == 1 and "data/cache/segments.zarr: no split 'trian'" in outcome.output
     assert "dataset.train_split" in outcome.output and len(outcome.output.strip().splitlines()) == 1
