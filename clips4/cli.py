@@ -8,16 +8,18 @@ Heavy imports (torch, zarr, open_clip) happen inside the commands so ``clips4 --
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from clips4.data.names import CHECK_FORMATS
-from clips4.errors import Clips4Error
+from clips4.errors import Clips4Error, Clips4Warning, describe_os_error
 from clips4.params import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
 from clips4.paths import DEFAULT_CACHE_DIR
 
@@ -93,16 +95,46 @@ def user_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+                return func(*args, **kwargs)
         except ParamsError as err:
             raise fail(str(err), code=2) from None
         except Clips4Error as err:
             raise fail(str(err)) from None
+        except OSError as err:  # a read-only, full or missing folder: one line naming the file, not a traceback
+            message = describe_os_error(err)
+            if message is None:
+                raise
+            raise fail(message) from None
         except KeyboardInterrupt:
             typer.secho("interrupted: completed work is kept; rerun the command to resume.", err=True)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def writing(path: Path, option: str) -> Iterator[None]:
+    """A file-system error while writing ``path`` (a read-only, full or missing folder) as one line naming ``path``
+    and the option that chose it, instead of a temporary file's name or a traceback."""
+    try:
+        yield
+    except OSError as err:
+        message = describe_os_error(err, path)
+        if message is None:
+            raise
+        raise fail(f"{option} {message}") from None
+
+
+def _show_warning(
+    shown_before: Callable[..., None], message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+) -> None:
+    """clips4's own warnings as one ``warning: ...`` line on stderr; others as before."""
+    if issubclass(category, Clips4Warning):
+        typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+    else:
+        shown_before(message, category, *args, **kwargs)
 
 
 def read_params(path: Path) -> Params:
@@ -547,6 +579,8 @@ def segment(
 
     if (classes is None) == (classes_file is None):
         raise fail("give the class names with exactly one of --classes or --classes-file", code=2)
+    if threshold is not None and not -1.0 <= threshold <= 1.0:  # NaN fails the comparison too
+        raise fail(f"--threshold: {threshold} is outside [-1, 1], the range of a cosine similarity", code=2)
     if classes_file is not None:
         if not classes_file.is_file():
             raise fail(f"{classes_file}: classes file not found", code=2)
@@ -557,7 +591,8 @@ def segment(
     segmenter = Segmenter.from_checkpoint(checkpoint, teacher=teacher, clip=clip, text_cache=text_cache)
     typer.echo(segmenter.describe(), err=True)
     size = batch_size or (8 if segmenter.device.type == "cuda" else 1)
-    run = run_segment(segmenter, images, names, out, threshold=threshold, save_scores=save_scores, batch_size=size)
+    with writing(out, "--out"):
+        run = run_segment(segmenter, images, names, out, threshold=threshold, save_scores=save_scores, batch_size=size)
     for problem in run.failed:
         typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
     images_done = sum(path.name.endswith(".labels.png") for path in run.written)
@@ -574,11 +609,20 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
     clip: ClipOption = None,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted.")] = 20.0,
+    max_side: Annotated[
+        int,
+        typer.Option(
+            min=16,
+            help="Scale uploads whose longer side is over this many pixels down to it before segmenting (the memory "
+            "and time of a request follow the pixels segmented); the page says when it did.",
+        ),
+    ] = 1024,
 ) -> None:
     """A local web page: upload an image, type class names, see CLIP-S4 and MaskCLIP side by side."""
     from clips4.serve.app import serve_forever
 
-    serve_forever(checkpoint, host=host, port=port, clip=clip, max_upload_bytes=int(max_upload_mb * 2**20))
+    upload_bytes = int(max_upload_mb * 2**20)
+    serve_forever(checkpoint, host=host, port=port, clip=clip, max_upload_bytes=upload_bytes, max_side=max_side)
 
 
 # --- report ---
@@ -649,22 +693,21 @@ def experiments_collect(
     out: Annotated[Path | None, typer.Option(help="Markdown file to write (default: print).")] = None,
 ) -> None:
     """One Markdown table per paper table from the experiments' reports/metrics.json, mean ± std over seeds."""
-    import json
-
-    from clips4.experiments import collect_markdown, exp_show, load_tables
+    from clips4.experiments import collect_markdown, exp_show, load_tables, read_exp_show
 
     defined = load_tables(file)
     missing = [name for name in tables or [] if name not in defined]
     if missing:
         raise fail(f"{file}: no table {', '.join(missing)}; tables: {', '.join(defined)}", code=2)
-    show = json.loads(show_json.read_text()) if show_json else exp_show()
+    show = read_exp_show(show_json) if show_json else exp_show()
     text = collect_markdown([defined[name] for name in tables or defined], show)
     if out is None:
         typer.echo(text)
         return
     from clips4.io import atomic_write
 
-    atomic_write(out, text)
+    with writing(out, "--out"):
+        atomic_write(out, text)
     typer.echo(f"wrote {out}")
 
 

@@ -142,20 +142,50 @@ def exp_show() -> list[dict[str, Any]]:
     return json.loads(done.stdout or "[]")
 
 
+def read_exp_show(path: str | Path) -> list[dict[str, Any]]:
+    """A saved ``dvc exp show --json`` output, or :class:`Clips4Error` naming the file and how to write it."""
+    path = Path(path)
+    how = f"write it with `dvc exp show --json > {path}`"
+    try:
+        show = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Clips4Error(f"{path}: --show-json file not found; {how}, or leave --show-json out") from None
+    except IsADirectoryError:
+        raise Clips4Error(f"{path}: --show-json is a folder, not a file; {how}") from None
+    except UnicodeDecodeError:
+        raise Clips4Error(f"{path}: --show-json is not UTF-8 text; {how}") from None
+    except json.JSONDecodeError as err:
+        raise Clips4Error(f"{path}: --show-json is not valid JSON (line {err.lineno}: {err.msg}); {how}") from None
+    if not isinstance(show, list) or not all(isinstance(commit, dict) for commit in show):
+        raise Clips4Error(
+            f"{path}: --show-json is not `dvc exp show --json` output (expected a list of commits); {how}"
+        )
+    return show
+
+
 def experiment_metrics(show: Sequence[dict[str, Any]], metrics_file: str = METRICS_FILE) -> dict[str, dict]:
     """``{experiment name: metrics}`` from ``dvc exp show --json`` (DVC 3): each commit's ``experiments`` list holds
     ``{"name", "revs": [{"name", "data": {"metrics": {file: {"data": {...}}}}, "error"}]}``. The newest run of a name
     wins; runs that failed (``error`` set) or have no metrics file are left out."""
     found: dict[str, dict] = {}
     for commit in show:
-        for experiment in commit.get("experiments") or []:
-            for rev in experiment.get("revs") or []:
+        for experiment in _dicts(commit.get("experiments")):
+            for rev in _dicts(experiment.get("revs")):
                 name = rev.get("name") or experiment.get("name")
-                data = rev.get("data") or {}
-                metrics = ((data.get("metrics") or {}).get(metrics_file) or {}).get("data")
-                if name and not rev.get("error") and metrics is not None and name not in found:
+                data = _dict(rev.get("data"))
+                metrics = _dict(_dict(data.get("metrics")).get(metrics_file)).get("data")
+                if isinstance(name, str) and not rev.get("error") and isinstance(metrics, dict) and name not in found:
                     found[name] = metrics
     return found
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The mappings of a list (anything else, as in a hand-edited file, holds none)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def metric_value(metrics: dict[str, Any], dotted: str) -> float | None:

@@ -10,8 +10,10 @@ an integer >= 1, got -1``. Unknown keys are errors too (a typo such as
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,17 @@ from typing import Any
 import yaml
 
 from clips4.data.names import DATASET_NAMES
+from clips4.errors import Clips4Warning
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
 
 class ParamsError(ValueError):
     """A params file is missing, unreadable, or holds a bad value. The message names the key."""
+
+
+class ParamsWarning(Clips4Warning):
+    """A params file leaves out a key a user most likely meant to set (``dataset.root``): the default is used."""
 
 
 def _int(default: int, lo: int | None = None, hi: int | None = None) -> Any:
@@ -291,6 +298,8 @@ def _check_value(key: str, value: Any, hint: Any, meta: typing.Mapping[str, Any]
             raise ParamsError(f"{key}: must be {_describe(meta, 'a number')}, got {value!r}")
         value = float(value)
         kind = "a number"
+        if not math.isfinite(value):  # NaN passes every comparison below: refuse it (and infinities) by name
+            raise ParamsError(f"{key}: must be {_describe(meta, 'a finite number')}, got {value!r}")
     elif hint is str:
         if not isinstance(value, str):
             raise ParamsError(f"{key}: must be a string, got {value!r}")
@@ -364,18 +373,36 @@ def load_params(path: str | Path = DEFAULT_PARAMS_PATH, overrides: dict[str, Any
     if not path.exists():
         raise ParamsError(f"{path}: no such params file; run from the project root or pass --params FILE")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ParamsError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.object[err.start : err.start + 1]!r}); save it as UTF-8 "
+            "YAML, or restore it from git"
+        ) from None
+    except OSError as err:
+        raise ParamsError(f"{path}: cannot be read ({err.strerror}); check the path and its permissions") from None
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML ({err}); fix the file or restore it from git") from err
-    if raw is not None and not isinstance(raw, dict):
+    if raw is None:  # empty, or only comments: every default would be used without a word
+        raise ParamsError(
+            f"{path}: is empty (no keys); copy the project's params.yaml, or write at least the dataset, e.g. "
+            "`dataset: {name: synth, root: data/synth}`"
+        )
+    if not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of keys to values, got {type(raw).__name__}")
-    raw = dict(raw or {})
+    raw = dict(raw)
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
+    if not isinstance(raw.get("dataset"), dict) or "root" not in raw["dataset"]:
+        warnings.warn(
+            f"{path}: sets no dataset.root; using the default {DatasetParams.root!r} ({DatasetParams.name!r} layout)",
+            ParamsWarning,
+            stacklevel=2,
+        )
     try:
         params = params_from_dict(raw)
     except ParamsError as err:

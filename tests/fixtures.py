@@ -146,6 +146,8 @@ def make_tiny_project(root: Path, params: dict) -> Path:
     from clips4.data.synth import write_world
     from clips4.params import load_params
 
+    # dataset.root as a real params file sets it (the default; a file without it gets a warning line)
+    params = {**params, "dataset": {"root": "data/synth", **params.get("dataset", {})}}
     loaded = load_params(write_params_file(root, params))
     write_world(loaded.synth, loaded.synth.seed, root / "data" / "synth", workers=1)
     save_tiny_clip(root / "models" / "clip.pt")

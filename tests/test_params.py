@@ -1,5 +1,7 @@
 """params.yaml loading and validation: every bad value is refused with a message naming the key."""
 
+import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -7,7 +9,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from clips4.cli import read_params, user_errors
+from clips4.cli import app, read_params, user_errors
 from clips4.params import Params, ParamsError, load_params, params_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,3 +117,91 @@ def test_eval_protocol_is_validated(tmp_path):
     assert params_from_dict({"eval": {"protocol": "whole"}}).eval.protocol == "whole"
     with pytest.raises(ParamsError, match=r"eval\.protocol: must be one of slide, whole"):
         params_from_dict({"eval": {"protocol": "crop"}})
+
+
+def _float_keys(cls: type = Params, prefix: str = "") -> list[str]:
+    """The dotted key of every float param (nested sections included)."""
+    import dataclasses
+    import typing
+
+    keys = []
+    for name, hint in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(hint):
+            keys += _float_keys(hint, f"{prefix}{name}.")
+        elif hint is float or float in typing.get_args(hint):
+            keys.append(prefix + name)
+    return keys
+
+
+@pytest.mark.parametrize("text", [".nan", ".inf", "-.inf"])
+def test_every_float_param_refuses_nan_and_infinity_by_name(tmp_path, text):
+    """`losses.semantic_weight: .nan` trained to the end with exit 0; `train.lr: .nan` ended in a torch traceback."""
+    keys = _float_keys()
+    assert {"losses.semantic_weight", "train.lr", "ucm.threshold", "kappa"} <= set(keys)
+    path = tmp_path / "params.yaml"
+    for key in keys:
+        *parents, leaf = key.split(".")
+        raw: dict = {"dataset": {"root": "data/synth"}}
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = None  # replaced in the text below: yaml.safe_dump cannot write .nan literally
+        path.write_text(yaml.safe_dump(raw).replace(f"{leaf}: null", f"{leaf}: {text}"))
+        with pytest.raises(ParamsError, match=rf"params\.yaml: {re.escape(key)}: must be a finite number") as err:
+            load_params(path)
+        assert "nan" in str(err.value) or "inf" in str(err.value), key
+
+
+def test_cli_refuses_a_nan_param_in_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("dataset:\n  root: data/synth\ntrain:\n  lr: .nan\n")
+    result = CliRunner().invoke(app, ["train", "--params", str(path)])
+    assert result.exit_code == 2 and "train.lr: must be a finite number" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_params_file_that_is_not_utf8_is_named_in_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes("dataset:\n  root: données\n".encode("latin-1"))
+    with pytest.raises(ParamsError, match=r"params\.yaml: not UTF-8 text .*save it as UTF-8"):
+        load_params(path)
+    result = CliRunner().invoke(app, ["synth", "--params", str(path)])
+    assert result.exit_code == 2 and str(path) in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n"])
+def test_an_empty_params_file_is_an_error(tmp_path, text):
+    """Every default used without a word is not what a user who emptied (or truncated) the file expects."""
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError, match=r"params\.yaml: is empty .*dataset"):
+        load_params(path)
+    result = CliRunner().invoke(app, ["synth", "--params", str(path)])
+    assert result.exit_code == 2 and "is empty" in result.output
+
+
+def test_a_params_file_without_dataset_root_warns_and_names_the_default(tmp_path):
+    from clips4.params import ParamsWarning
+
+    path = tmp_path / "params.yaml"
+    path.write_text("unknowns: 16\n")
+    with pytest.warns(ParamsWarning, match=r"params\.yaml: sets no dataset\.root; using the default 'data/synth'"):
+        assert load_params(path).unknowns == 16
+    path.write_text("unknowns: 16\ndataset:\n  root: data/synth\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_params(path)  # no warning when it is set
+        load_params(tmp_path / "params.yaml", {"dataset.root": "x"})
+
+    probe_app = typer.Typer()
+
+    @probe_app.command()
+    @user_errors
+    def probe(params: Path) -> None:
+        read_params(params)
+
+    path.write_text("unknowns: 16\n")
+    result = CliRunner().invoke(probe_app, [str(path)])
+    assert result.exit_code == 0
+    assert "warning: " in result.output and "sets no dataset.root" in result.output
+    assert "UserWarning" not in result.output  # one line, not Python's warning format

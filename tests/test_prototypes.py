@@ -271,7 +271,7 @@ def test_params_error_keeps_the_previous_store(project: Path, tree_bytes, write_
 
 def test_split_typo_and_empty_train_split_are_one_line(project: Path, tmp_path: Path, write_params) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
-    write_params(project, {**params, "dataset": {"train_split": "trian"}}, "typo.yaml")
+    write_params(project, {**params, "dataset": {**params.get("dataset", {}), "train_split": "trian"}}, "typo.yaml")
     outcome = _cli("prototypes", "--params", "typo.yaml")
     assert outcome.exit_code == 1 and "data/cache/segments.zarr: no split 'trian'" in outcome.output
     assert "dataset.train_split" in outcome.output and len(outcome.output.strip().splitlines()) == 1

@@ -6,6 +6,12 @@ hub forced offline. A missing cache is an error that says how to fetch the weigh
 machine, not a hang. Tags and third-party files go through open_clip's own loading
 (``create_model_and_transforms(name, pretrained=<tag or file>)``); weights trained with QuickGELU (OpenAI's
 tags and TorchScript files) get QuickGELU (``force_quick_gelu``), as they were trained.
+
+Loading a file never runs code from it: checkpoints and state dicts are read with ``torch.load(weights_only=True)``
+(tensors and plain values only); given the sha256 that a record holds (``expected_sha256``: a student checkpoint's
+``weights_sha256``), a file is hashed and refused before it is deserialised. OpenAI's TorchScript archives, which
+``weights_only`` cannot read, are opened with ``torch.jit.load`` only from a path the user named (clip.pretrained,
+``--clip FILE``), never from one clips4 found on its own (``allow_torchscript=False``).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import difflib
 import hashlib
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,14 +125,70 @@ def save_clip_checkpoint(path: str | Path, model: CLIP, model_name: str, config:
     return file_sha256(path)
 
 
+class WeightsMismatchError(Clips4Error):
+    """A weights file's sha256 is not the one its record holds; the file was not deserialised."""
+
+    def __init__(self, message: str, path: Path, expected: str, found: str) -> None:
+        super().__init__(message)
+        self.path, self.expected, self.found = path, expected, found
+
+
+def is_torchscript_archive(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (OpenAI's released CLIP files): a zip holding ``constants.pkl``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name == "constants.pkl" or name.endswith("/constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def _read_checkpoint(path: Path) -> Any:
-    try:  # torch.load also opens TorchScript archives (OpenAI's released files) and returns the module
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
+    """The checkpoint's contents, read with ``weights_only=True``: tensors and plain values, never code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if unsafe:
+            raise Clips4Error(
+                f"{path}: holds Python objects ({unsafe.group(1)}), not only tensors and plain values; clips4 never "
+                "unpickles those (they can run code): re-save the weights as a state dict, or use a file you trust"
+            ) from None
         raise Clips4Error(
-            f"{path}: not a readable CLIP checkpoint ({str(err).splitlines()[0]}); the file is corrupt or not "
+            f"{path}: not a readable CLIP checkpoint (not a torch file); the file is corrupt or not a torch "
+            "checkpoint; re-create it (dvc repro clip_pretrain) or re-copy it"
+        ) from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise Clips4Error(
+            f"{path}: not a readable CLIP checkpoint ({first[:200]}); the file is corrupt or not "
             "a torch checkpoint; re-create it (dvc repro clip_pretrain) or re-copy it"
-        ) from err
+        ) from None
+
+
+def _torchscript_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The weights of a TorchScript archive (OpenAI's released CLIP files), as open_clip keys them."""
+    try:
+        state_dict = torch.jit.load(str(path), map_location="cpu").state_dict()
+    except (RuntimeError, ValueError) as err:
+        raise Clips4Error(
+            f"{path}: not a readable TorchScript archive ({str(err).splitlines()[0]}); re-download or re-copy it"
+        ) from None
+    for key in ("input_resolution", "context_length", "vocab_size"):  # attributes of OpenAI's module, not weights
+        state_dict.pop(key, None)
+    return state_dict
+
+
+def _fit_state_dict(model: CLIP, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load OpenAI's state dict into an open_clip model, with open_clip's own key and shape conversions."""
+    from open_clip.model import convert_to_custom_text_state_dict, resize_pos_embed, resize_text_pos_embed
+
+    if "positional_embedding" in state_dict and not hasattr(model, "positional_embedding"):
+        state_dict = convert_to_custom_text_state_dict(state_dict)
+    if "logit_scale" in state_dict and model.logit_scale.ndim != state_dict["logit_scale"].ndim:
+        state_dict["logit_scale"] = state_dict["logit_scale"].reshape(model.logit_scale.shape)
+    resize_pos_embed(state_dict, model)
+    resize_text_pos_embed(state_dict, model)
+    model.load_state_dict(state_dict, strict=True)
 
 
 def uses_quick_gelu(model: torch.nn.Module) -> bool:
@@ -143,7 +206,7 @@ def require_packaged_model(model_name: str) -> None:
         )
 
 
-def _load_clips4_checkpoint(path: Path, checkpoint: dict[str, Any], model_name: str) -> LoadedClip:
+def _load_clips4_checkpoint(path: Path, checkpoint: dict[str, Any], model_name: str, sha256: str) -> LoadedClip:
     config, state_dict = checkpoint["model_config"], checkpoint["state_dict"]
     trained_as = checkpoint.get("model_name", model_name)
     if trained_as != model_name:
@@ -157,25 +220,48 @@ def _load_clips4_checkpoint(path: Path, checkpoint: dict[str, Any], model_name: 
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise Clips4Error(f"{path}: weights do not fit their own config ({first}); re-create it") from err
-    return LoadedClip(model.eval(), tokenizer_for(config), model_name, str(path), file_sha256(path))
+    return LoadedClip(model.eval(), tokenizer_for(config), model_name, str(path), sha256)
 
 
-def _load_checkpoint_file(path: Path, model_name: str, device: str | torch.device) -> LoadedClip:
+def _load_checkpoint_file(
+    path: Path,
+    model_name: str,
+    device: str | torch.device,
+    *,
+    expected_sha256: str | None = None,
+    allow_torchscript: bool = True,
+) -> LoadedClip:
     if path.is_dir():
         raise Clips4Error(f"{path}: is a folder, not a checkpoint file; set clip.pretrained to the weights file in it")
     if not path.is_file():
         raise Clips4Error(f"{path}: checkpoint file not found")
-    checkpoint = _read_checkpoint(path)
+    sha256 = file_sha256(path)  # before anything reads the file's contents
+    if expected_sha256 is not None and sha256 != expected_sha256:
+        raise WeightsMismatchError(
+            f"{path}: sha256 {sha256} is not the recorded {expected_sha256}; not loaded: these are other weights",
+            path,
+            expected_sha256,
+            sha256,
+        )
+    # OpenAI's own TorchScript files hold weights trained with QuickGELU, whatever the config says.
+    openai_file = is_torchscript_archive(path)
+    if openai_file and not allow_torchscript:
+        raise Clips4Error(
+            f"{path}: is a TorchScript archive (OpenAI's released format), which clips4 opens only from a path you "
+            "name, never from one it found; name it: --clip FILE (Python: clip=...) or clip.pretrained"
+        )
+    checkpoint = _torchscript_state_dict(path) if openai_file else _read_checkpoint(path)
     if isinstance(checkpoint, dict) and "state_dict" in checkpoint and "model_config" in checkpoint:
-        return _load_clips4_checkpoint(path, checkpoint, model_name)
-    if not isinstance(checkpoint, (dict, torch.jit.ScriptModule)):
+        return _load_clips4_checkpoint(path, checkpoint, model_name, sha256)
+    if not isinstance(checkpoint, dict):
         raise Clips4Error(f"{path}: holds a {type(checkpoint).__name__}, not a CLIP state dict or checkpoint")
     model_config(model_name)
-    # OpenAI's own TorchScript files hold weights trained with QuickGELU, whatever the config says.
-    openai_file = isinstance(checkpoint, torch.jit.ScriptModule)
     model, _, preprocess = open_clip.create_model_and_transforms(model_name, force_quick_gelu=openai_file)
-    try:  # open_clip's loader (it converts third-party key layouts); TorchScript files need weights_only=False
-        open_clip.load_checkpoint(model, str(path), weights_only=openai_file is False)
+    try:  # open_clip's loader (it converts third-party key layouts), also with weights_only=True
+        if openai_file:
+            _fit_state_dict(model, checkpoint)
+        else:
+            open_clip.load_checkpoint(model, str(path), weights_only=True)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise Clips4Error(
@@ -188,7 +274,7 @@ def _load_checkpoint_file(path: Path, model_name: str, device: str | torch.devic
         tokenizer=open_clip.get_tokenizer(model_name),
         model_name=model_name,
         source=str(path),
-        sha256=file_sha256(path),
+        sha256=sha256,
         mean=tuple(normalize.mean),
         std=tuple(normalize.std),
     )
@@ -247,13 +333,25 @@ def _load_tag(model_name: str, tag: str, device: str | torch.device) -> LoadedCl
     )
 
 
-def load_clip(model_name: str, pretrained: str, device: str | torch.device = "cpu") -> LoadedClip:
+def load_clip(
+    model_name: str,
+    pretrained: str,
+    device: str | torch.device = "cpu",
+    *,
+    expected_sha256: str | None = None,
+    allow_torchscript: bool = True,
+) -> LoadedClip:
     """Load CLIP for inference.
 
     ``pretrained`` is ``synth`` (``models/clip.pt`` from the ``clip_pretrain`` stage), a path to a local
     checkpoint (clips4's format, an open_clip state dict, or OpenAI's TorchScript file), or an open_clip
     pretrained tag such as ``openai`` (read from the local cache, never downloaded).
+
+    Files are read with ``torch.load(weights_only=True)``. ``expected_sha256``: the sha256 a record holds for the
+    file; another file is refused (:class:`WeightsMismatchError`) before it is read. ``allow_torchscript=False``
+    for a path that the user did not name (found beside another file): TorchScript archives are then refused.
     """
+    checked = {"expected_sha256": expected_sha256}
     if pretrained == "synth":
         require_packaged_model(model_name)
         if not SYNTH_CHECKPOINT.is_file():
@@ -261,9 +359,12 @@ def load_clip(model_name: str, pretrained: str, device: str | torch.device = "cp
                 f"{SYNTH_CHECKPOINT}: not found; clip.pretrained is 'synth', so train the tiny CLIP first: "
                 "dvc repro clip_pretrain (or clips4 clip-pretrain)"
             )
-        loaded = _load_checkpoint_file(SYNTH_CHECKPOINT, model_name, device)
+        # A fixed place, not a path the user named: clips4's own format, never a TorchScript archive.
+        loaded = _load_checkpoint_file(SYNTH_CHECKPOINT, model_name, device, **checked, allow_torchscript=False)
     elif Path(pretrained).suffix in (".pt", ".pth", ".bin", ".ckpt") or Path(pretrained).exists():
-        loaded = _load_checkpoint_file(Path(pretrained), model_name, device)
+        loaded = _load_checkpoint_file(
+            Path(pretrained), model_name, device, **checked, allow_torchscript=allow_torchscript
+        )
     else:
         loaded = _load_tag(model_name, pretrained, device)
     loaded.model.to(device)

@@ -1,6 +1,7 @@
 """Validate a dataset on disk: every file of every split, each problem reported with its file.
 
-The checks are the readers' own (the same errors a stage would meet), collected instead of raised.
+The checks are the readers' own (the same errors a stage would meet), collected instead of raised, and images
+smaller than :data:`clips4.data.images.MIN_IMAGE_SIDE` on a side are refused as the image stages refuse them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from clips4.data.davis import open_davis
-from clips4.data.images import read_label, read_rgb
+from clips4.data.images import check_image_size, read_label, read_rgb
 from clips4.data.layouts import open_dataset, split_names
 from clips4.data.names import CHECK_FORMATS
 from clips4.data.segmentation import SegmentationDataset
@@ -65,6 +66,7 @@ def _check_segmentation(root: Path, fmt: str) -> tuple[list[Problem], int]:
             checked += 1
             try:
                 image = dataset.read_image(index)
+                check_image_size(dataset.image_files[index], *image.shape[:2])
             except DatasetError as err:
                 problems.append(_problem(err, dataset.image_files[index]))
                 continue
@@ -105,6 +107,7 @@ def _check_davis(root: Path) -> tuple[list[Problem], int]:
                 checked += 1
                 try:
                     frame = read_rgb(frame_file)
+                    check_image_size(frame_file, *frame.shape[:2])
                     mask_file = dataset.mask_file(name, frame_file.stem)
                     if not mask_file.is_file():
                         if position == 0:

@@ -1,7 +1,7 @@
 """Image and mask file I/O shared by every reader and writer.
 
-Readers convert grayscale and RGBA images to RGB instead of rejecting them, and turn every
-unreadable or truncated file into a :class:`DatasetError` that names the file.
+Readers convert grayscale and RGBA images to RGB instead of rejecting them (16-bit images are scaled to 8 bits),
+and turn every unreadable or truncated file into a :class:`DatasetError` that names the file.
 """
 
 from __future__ import annotations
@@ -29,6 +29,21 @@ def voc_palette(num_colors: int = 256) -> np.ndarray:
     return palette
 
 
+#: The smallest image side the pipeline segments (pixels): smaller images have no contours (a gradient needs two
+#: pixels) and at most one cell of CLIP's feature grid. ``clips4 data check`` and the image stages refuse them.
+MIN_IMAGE_SIDE = 16
+
+
+def check_image_size(path: str | Path, height: int, width: int) -> None:
+    """:class:`DatasetError` naming ``path`` when the image is smaller than :data:`MIN_IMAGE_SIDE` on a side."""
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise DatasetError(
+            f"{path}: {width}x{height} pixels, below the {MIN_IMAGE_SIDE}-pixel minimum side that clips4 segments; "
+            "enlarge the image, or remove its id from the split file",
+            path,
+        )
+
+
 def _open(path: Path) -> Image.Image:
     if not path.exists():
         raise DatasetError(f"{path}: file not found; restore it, or remove its id from the split file", path)
@@ -42,8 +57,32 @@ def _open(path: Path) -> Image.Image:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image as RGB uint8 ``[H, W, 3]``; grayscale, palette and RGBA files are converted."""
-    image = _open(Path(path))
+    """Read an image as RGB uint8 ``[H, W, 3]``; grayscale, palette and RGBA files are converted, 16-bit ones
+    scaled to 8 bits (see :func:`rgb_array`)."""
+    return rgb_array(_open(Path(path)), path)
+
+
+#: Pillow's modes of 16-bit grayscale (PNG, TIFF). Pillow's own conversion clips them to 255: an all-white image.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def rgb_array(image: Image.Image, name: str | Path) -> np.ndarray:
+    """A decoded image as RGB uint8 ``[H, W, 3]``. 16-bit grayscale is scaled to 8 bits (its high byte: 65535
+    becomes 255), as Pillow already reads 16-bit RGB; 32-bit integer or float images are taken as they are when their
+    values lie in [0, 255], scaled when they are 16-bit values, and refused, naming ``name``, otherwise."""
+    if image.mode in SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
+        values = np.asarray(image)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if low < 0 or high > 65535 or (image.mode == "F" and high > 255) or not np.isfinite(values).all():
+            raise DatasetError(
+                f"{name}: a {image.mode!r} image with values in [{low:.10g}, {high:.10g}], not 8- or 16-bit; save "
+                "it as an 8-bit (or 16-bit) PNG or JPEG",
+                name,
+            )
+        if image.mode in SIXTEEN_BIT_MODES or high > 255:
+            values = values.astype(np.uint32) >> 8  # the high byte, as Pillow reads 16-bit RGB
+        gray = np.round(values).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
     if image.mode != "RGB":
         image = image.convert("RGB")
     return np.asarray(image, dtype=np.uint8)

@@ -28,6 +28,7 @@ from clips4.clip.loading import LoadedClip, compute_device
 from clips4.clip.text import text_embeddings
 from clips4.errors import Clips4Error
 from clips4.inference.language import text_scores
+from clips4.inference.names import check_name_lengths
 from clips4.inference.reading import ReadSettings, clip_features, student_features
 
 #: Label value of pixels left unlabelled by ``threshold`` (and the most classes one label PNG can hold).
@@ -70,6 +71,7 @@ def parse_classes(text: str | Sequence[str], where: str = "--classes") -> tuple[
         raise Clips4Error(f"{where}: class names repeated ({', '.join(repeated)}); give each class once")
     if len(names) > UNLABELLED:
         raise Clips4Error(f"{where}: {len(names)} classes; a label PNG holds at most {UNLABELLED}")
+    check_name_lengths(names, where)  # at most MAX_CLASS_NAME_CHARS characters each
     return tuple(names)
 
 

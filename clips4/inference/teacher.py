@@ -5,6 +5,10 @@ The checkpoint records ``{"model_name", "weights_sha256", "source"}`` (the ``tra
 needs no params.yaml: ``source`` is an ``open_clip:<model>/<tag>`` reference (read from the local cache) or a
 weights file. A relative file path is looked up from the current folder, then beside the checkpoint (models/clip.pt
 sits next to models/clips4.pt). ``clip=`` overrides where the weights are read from; the sha256 must still match.
+
+A weights file is hashed before it is read, and one whose sha256 is not the recorded one is never deserialised; files
+are read with ``torch.load(weights_only=True)``, and a TorchScript archive (OpenAI's format) is opened only from a
+path the user named (``clip=``, ``--clip FILE``), never from one found through the record.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 import torch
 
-from clips4.clip.loading import LoadedClip, file_sha256, load_clip
+from clips4.clip.loading import LoadedClip, WeightsMismatchError, file_sha256, load_clip
 from clips4.errors import Clips4Error
 from clips4.model.checkpoint import CheckpointError
 
@@ -60,25 +64,40 @@ def load_teacher_clip(
     path = Path(path)
     reference = clip_reference(checkpoint, path)
     model_name, source = reference["model_name"], str(reference["source"])
+    recorded_sha = reference.get("weights_sha256")
     if clip is not None:
-        loaded = load_clip(model_name, clip, device=device)
+        try:  # a path the user named: a TorchScript archive may be opened, after its sha256 is checked
+            loaded = load_clip(model_name, clip, device=device, expected_sha256=recorded_sha)
+        except WeightsMismatchError as err:
+            raise CheckpointError(_mismatch(path, model_name, recorded_sha, err.path, err.found)) from None
+        except Clips4Error as err:
+            raise CheckpointError(f"{path}: its CLIP teacher: {err}") from None
     elif source.startswith(OPEN_CLIP_PREFIX):
         name, _, tag = source[len(OPEN_CLIP_PREFIX) :].partition("/")
         loaded = load_clip(name, tag, device=device)
     else:
         existing = [file for file in candidate_files(source, path) if file.is_file()]
-        # A relative path may name another project's file from the current folder: prefer the file whose sha256
-        # is the recorded one (e.g. models/clip.pt beside the checkpoint), else the first found (the check names it).
-        recorded_sha = reference.get("weights_sha256")
-        found = next((file for file in existing if recorded_sha and file_sha256(file) == recorded_sha), None)
-        found = found or (existing[0] if existing else None)
+        # A relative path may name another project's file from the current folder: take the file whose sha256 is
+        # the recorded one (e.g. models/clip.pt beside the checkpoint). Any other file is not read at all.
+        if recorded_sha:
+            found = next((file for file in existing if file_sha256(file) == recorded_sha), None)
+            if found is None and existing:
+                first = existing[0]
+                raise CheckpointError(_mismatch(path, model_name, recorded_sha, first, file_sha256(first)))
+        else:
+            found = existing[0] if existing else None
         if found is None:
             tried = ", ".join(str(file) for file in candidate_files(source, path))
             raise CheckpointError(
                 f"{path}: its CLIP teacher {model_name} ({source}) is not found (tried {tried}); pass the weights "
                 "file with --clip FILE (Python: clip=...), or restore it (`dvc pull` / `dvc repro clip_pretrain`)"
             )
-        loaded = load_clip(model_name, str(found), device=device)
+        try:  # found, not named: never a TorchScript archive
+            loaded = load_clip(
+                model_name, str(found), device=device, expected_sha256=recorded_sha, allow_torchscript=False
+            )
+        except Clips4Error as err:
+            raise CheckpointError(f"{path}: its CLIP teacher: {err}") from None
     try:
         check_teacher(checkpoint, loaded, path)
     except Clips4Error:  # reworded: at inference no params choose the CLIP
@@ -93,3 +112,11 @@ def load_teacher_clip(
             f"{loaded.embed_dim}; the checkpoint does not belong to this CLIP: retrain it with `clips4 train`"
         )
     return loaded
+
+
+def _mismatch(path: Path, model_name: str, recorded: str | None, weights: Path, found: str) -> str:
+    return (
+        f"{path}: trained against CLIP {model_name} ({recorded}), but {weights} holds other weights ({found}); "
+        "not loaded. Point --clip at the weights it was trained with (Python: clip=...), or retrain with "
+        "`clips4 train`"
+    )

@@ -29,6 +29,28 @@ class CheckpointError(Clips4Error):
     """A checkpoint file is corrupt, not a clips4 student checkpoint, or from another configuration."""
 
 
+#: The metrics files that dvc.yaml's train stages write beside each checkpoint (``cache: false``, kept in git). A
+#: failed ``dvc repro`` of the stage deletes them, and ``dvc checkout`` cannot bring them back: git holds them.
+STAGE_METRICS = {
+    "models/clips4.pt": ("models/clips4.json", "reports/train/metrics.json"),
+    "models/maskclip_plus.pt": ("models/maskclip_plus.json", "reports/train_maskclip_plus/metrics.json"),
+}
+
+
+def restore_advice(path: str | Path) -> str:
+    """How to restore the committed copy of a checkpoint: ``dvc checkout --force`` (a plain ``dvc checkout`` refuses
+    to replace a modified file), plus ``git checkout`` of its stage's metrics for the pipeline's own checkpoints."""
+    posix = Path(path).as_posix()
+    stage_path = next((key for key in STAGE_METRICS if posix == key or posix.endswith("/" + key)), None)
+    if stage_path is None:
+        return f"restore it (for a DVC output: `dvc checkout --force {path}`)"
+    metrics = " ".join(STAGE_METRICS[stage_path])
+    return (
+        f"restore the last committed run, from the project root: `dvc checkout --force {stage_path} && git checkout "
+        f"-- {metrics}` (git brings back the metrics files that a failed `dvc repro` deletes)"
+    )
+
+
 def identity_fingerprint(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -51,7 +73,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({first[:200]}); the file is corrupt or truncated: delete it to "
-            "train afresh, or restore it with `dvc checkout models/clips4.pt`"
+            f"train afresh, or {restore_advice(path)}"
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(

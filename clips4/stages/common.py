@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from clips4.cache.store import ChunkedStore
+from clips4.data.images import MIN_IMAGE_SIDE, check_image_size
 from clips4.data.layouts import open_dataset
 from clips4.data.segmentation import SegmentationDataset
 from clips4.data.splits import require_images
@@ -92,8 +93,13 @@ class ImageList:
             raise Clips4Error(f"{path}: unreadable image ({err}); re-download or regenerate it") from err
 
     def max_size(self) -> tuple[int, int]:
-        """(height, width) of the largest image: the padded extent of the image stores."""
+        """(height, width) of the largest image: the padded extent of the image stores. An image below
+        :data:`~clips4.data.images.MIN_IMAGE_SIDE` on a side is an error naming its file."""
         sizes = np.array([self.image_size(row) for row in range(len(self))])
+        small = np.flatnonzero(sizes.min(axis=1) < MIN_IMAGE_SIDE) if len(sizes) else []
+        if len(small):  # one line naming the file, not a traceback from the first detector that meets it
+            dataset, index = self.locate(int(small[0]))
+            check_image_size(dataset.image_files[index], *map(int, sizes[small[0]]))
         return int(sizes[:, 0].max()), int(sizes[:, 1].max())
 
     def identity(self) -> dict[str, str]:
