@@ -216,6 +216,9 @@ def test_a_replaced_shard_or_a_damaged_done_flag_is_recomputed_on_resume(store_p
     data[0] ^= 0xFF
     done_chunk.write_bytes(bytes(data))
     assert [(b.array, b.chunk) for b in verify_store(str(store_path))] == [("done", 2), ("image_size", 1)]
+    assert not clips4.cache.open(str(store_path)).complete
+    with pytest.raises(StoreError, match=r"marked complete, but a work unit's done flag is unset or damaged"):
+        open_for_reading(store_path, "clip_dense", stage="clip-dense")
     assert sorted(_writer(store_path).pending()) == [1, 2]  # both recomputed by the next run
     _fill(store_path)
     assert verify_store(str(store_path)) == []
