@@ -464,7 +464,8 @@ def cache_verify(
         typer.echo(f"{path}: {chunk}", err=True)
     if bad:
         stage = open_store(path).stage
-        then = f"marked not done; rerun `clips4 {stage}`" if repair else f"run with --repair, then `clips4 {stage}`"
+        again = f"`dvc repro` (or `clips4 {stage}`)"
+        then = f"marked not done; run {again}" if repair else f"run `clips4 cache verify --repair {path}`, then {again}"
         raise fail(f"{path}: {len(bad)} bad chunk(s); {then}")
     typer.echo(f"{path}: every chunk marked done decodes; no problems")
 

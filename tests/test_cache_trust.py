@@ -140,7 +140,7 @@ def test_a_flipped_byte_in_a_shard_is_a_named_error_from_the_api_and_from_verify
     assert "features shard 1 (rows 6-11, images im06" in verify.output
     assert "changed since it was written (CRC-32 " in verify.output
     assert "chunk 4 (rows 8-9, images im08, im09): damaged bytes (CRC-32C checksum mismatch)" in verify.output
-    assert "1 bad chunk(s)" in verify.output
+    assert f"1 bad chunk(s); run `clips4 cache verify --repair {store_path}`, then `dvc repro`" in verify.output
     assert "DAMAGED" in describe(str(store_path)).splitlines()[0]  # modified after its record: info hashes it
 
     repaired = runner.invoke(app, ["cache", "verify", "--repair", str(store_path)])
@@ -216,6 +216,9 @@ def test_a_replaced_shard_or_a_damaged_done_flag_is_recomputed_on_resume(store_p
     data[0] ^= 0xFF
     done_chunk.write_bytes(bytes(data))
     assert [(b.array, b.chunk) for b in verify_store(str(store_path))] == [("done", 2), ("image_size", 1)]
+    assert not clips4.cache.open(str(store_path)).complete
+    with pytest.raises(StoreError, match=r"marked complete, but a work unit's done flag is unset or damaged"):
+        open_for_reading(store_path, "clip_dense", stage="clip-dense")
     assert sorted(_writer(store_path).pending()) == [1, 2]  # both recomputed by the next run
     _fill(store_path)
     assert verify_store(str(store_path)) == []

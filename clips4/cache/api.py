@@ -146,6 +146,11 @@ class RowStore(CacheStore):
     def _done(self) -> np.ndarray:
         return self._table[:, 0] != 0
 
+    @property
+    def complete(self) -> bool:
+        """As :attr:`CacheStore.complete`, and every unit's done flag reads as set (a damaged flag does not)."""
+        return super().complete and bool(self._done.all())
+
     def done_chunks(self) -> np.ndarray:
         """Done flags, one per work unit (shard)."""
         return self._done.copy()

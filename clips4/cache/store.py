@@ -45,6 +45,7 @@ from clips4.cache.integrity import (
     chunk_key,
     damaged_units,
     done_flags,
+    done_table,
     mark_not_done,
     missing_chunks,
     missing_value,
@@ -612,7 +613,13 @@ def validate_for_reading(
     group = zarr.open_group(str(path), mode="r")
     require_arrays(group, str(path), command)
     if "done" in group:
-        lost = missing_chunks(group)
+        table = done_table(group)
+        if not (table[:, 0] != 0).all():  # marked complete, but a done flag is unset or cannot be decoded
+            raise StoreError(
+                f"{path}: marked complete, but a work unit's done flag is unset or damaged; rerun `{command}` (or "
+                "`dvc repro`) to recompute it (`clips4 cache verify` names it)"
+            )
+        lost = missing_chunks(group, done=table)
         if lost:
             first, names = next(iter(lost.items()))
             word = unit_word(attrs)
