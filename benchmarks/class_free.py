@@ -33,14 +33,16 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--models", default="models", help="folder of clips4.pt and maskclip_plus.pt")
     parser.add_argument("--out", default="reports/class_free.json")
+    parser.add_argument("--split", help="split to score (default dataset.val_split; dataset.tune_split to choose by)")
     args = parser.parse_args()
     params = load_params(args.params)
     held_out = held_out_classes(params)
-    dataset = open_dataset(params.dataset.name, params.dataset.root, params.dataset.val_split)
+    split = args.split or params.dataset.val_split
+    dataset = open_dataset(params.dataset.name, params.dataset.root, split)
     classes = language_classes(params.dataset.name, dataset.class_names)
     context = EvalContext(params, classes, compute_device(), params.clip.dense_mode, Path(args.models))
     segmenters = {name: s for name, build in METHODS.items() if (s := build(context)) is not None}
-    results = {"fold": params.fold, "held_out": held_out}
+    results = {"fold": params.fold, "held_out": held_out, "split": split}
     for method, segmenter in segmenters.items():
         scores = score_segmenter(segmenter, dataset, classes, where=args.params, desc=method)
         language = scores.language

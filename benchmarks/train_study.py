@@ -1,5 +1,6 @@
 """One row of the training study (docs/training.md): params.yaml plus dotted overrides, trained with `clips4 train`
-on existing caches, its val scores appended to OUT/results.jsonl.
+on existing caches, its scores on the selection split (dataset.tune_split: the split defaults are chosen on, never
+the reported val split) appended to OUT/results.jsonl.
 
     python benchmarks/train_study.py le_sp train.iterations=200 train.batch_size=8 train.lr=0.003 \
         train.workers=0 losses.contrastive=false losses.semantic=false losses.segments=superpixels \
@@ -68,6 +69,7 @@ def main() -> None:
     row = {
         "name": args.name,
         "overrides": args.overrides,
+        "split": record["score"]["split"],
         "miou": record["miou"],
         "avgsim": record["avgsim"],
         "iterations": record["iterations"],

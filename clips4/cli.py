@@ -180,12 +180,14 @@ def synth(
         typer.Option(
             min=0,
             help="Instead of generating the world, draw this many images with masks and captions "
-            "into reports/figures/synth_preview.png.",
+            "(unnamed concepts hatched) into reports/figures/synth_preview.png.",
         ),
     ] = 0,
     workers: WorkersOption = 0,
 ) -> None:
     """Generate the synthetic world: images, masks, captions, class folds, and videos."""
+    from clips4.data.synth import STATS_FILE
+    from clips4.data.world_stats import format_stats
     from clips4.stages.synth import run_synth, run_synth_preview
 
     config = read_params(params)
@@ -194,9 +196,10 @@ def synth(
         return
     result = run_synth(config, out, video_out, workers=workers)
     typer.echo(
-        f"wrote {result.image_root} ({result.train_images} train, {result.val_images} val images) and "
-        f"{result.video_root} ({result.video_sequences} videos)"
+        f"wrote {result.image_root} ({result.train_images} train, {result.tune_images} tune, {result.val_images} val "
+        f"images) and {result.video_root} ({result.video_sequences} videos)"
     )
+    typer.echo(format_stats(result.stats) + f"\n(all of it in {result.image_root / STATS_FILE})")
 
 
 # --- data ---
@@ -493,6 +496,13 @@ def evaluate(
     models_dir: Annotated[
         Path, typer.Option(help="Folder of the checkpoints (clip.pt, clips4.pt, maskclip_plus.pt).", file_okay=False)
     ] = Path("models"),
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="Score this split instead of dataset.val_split: dataset.tune_split to choose by. A split other than "
+            "dataset.val_split writes nothing unless --reports-dir is given (reports/ holds val's scores)."
+        ),
+    ] = None,
 ) -> None:
     """Every metric of the paper for every available method on the val split (GPU when present): language-driven
     mIoU and pixel accuracy, class-free mIoU (with fold), kNN and linear probes, DAVIS J/F of the propagated video
@@ -505,9 +515,12 @@ def evaluate(
         raise fail(f"--dense-mode: must be one of {', '.join(DENSE_MODES)}, got {dense_mode!r}", code=2)
     config = read_params(params)
     side_by_side = dense_mode is not None and dense_mode != config.clip.dense_mode
-    if reports_dir is None and not side_by_side:
+    other_split = split is not None and split != config.dataset.val_split
+    if reports_dir is None and not side_by_side and not other_split:
         reports_dir = Path("reports")
-    result = run_evaluate(config, reports_dir, dense_mode, cache_dir=Path(cache_dir), models_dir=models_dir)
+    result = run_evaluate(
+        config, reports_dir, dense_mode, cache_dir=Path(cache_dir), models_dir=models_dir, split=split
+    )
     for method, scored in result.methods.items():
         scores = scored.scores
         # The dense mode is how CLIP's own features are read: it says nothing about the student.

@@ -54,6 +54,14 @@ class DatasetParams:
     root: str = "data/synth"
     train_split: str = "train"
     val_split: str = "val"
+    # The split every default is chosen on (train's score in models/clips4.json, the studies); val is scored for the
+    # record only. null: a dataset without one (the selection falls back to val_split; say so when you report).
+    tune_split: str | None = None
+
+    @property
+    def selection_split(self) -> str:
+        """The split scores are chosen on: ``tune_split``, or ``val_split`` for a dataset without one."""
+        return self.tune_split or self.val_split
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class SynthParams:
     image_height: int | None = _int(None, 32, 2048)  # type: ignore[arg-type]
     train_images: int = _int(6000, 1)
     val_images: int = _int(500, 1)
+    tune_images: int = _int(500, 0)  # the selection split (dataset.tune_split), disjoint from train and val
     min_stuff: int = _int(2, 1, 6)
     max_stuff: int = _int(4, 1, 6)
     max_things: int = _int(3, 0, 6)
@@ -89,6 +98,9 @@ class ClipPretrainParams:
     lr: float = _float(1e-3, 0.0, open_lo=True)
     weight_decay: float = _float(0.1, 0.0)
     warmup_steps: int = _int(100, 0)
+    # FLIP's patch dropout (Li et al. 2023; open_clip's vision_cfg.patch_dropout): this share of the image's patch
+    # tokens is dropped at random in each training step, none at inference (docs/clip.md: half the cost per step)
+    patch_dropout: float = _float(0.5, 0.0, 0.9)
 
 
 @dataclass(frozen=True)
@@ -233,7 +245,8 @@ class TrainParams:
     blur: bool = False  # SimCLR's Gaussian blur (probability 1/2)
     checkpoint_every: int = _int(50, 1)  # iterations between checkpoints (models/clips4.pt)
     workers: int = _int(1, 0)  # data-loading processes (0: in the training process)
-    val_images: int = _int(500, 1)  # val images scored into models/clips4.json at the end
+    # images of dataset.tune_split (val_split without one) scored into models/clips4.json
+    score_images: int = _int(500, 1)
 
 
 @dataclass(frozen=True)
@@ -335,6 +348,12 @@ def _check_consistency(params: Params) -> None:
     if params.synth.min_stuff > params.synth.max_stuff:
         raise ParamsError(
             f"synth.min_stuff: must be <= synth.max_stuff ({params.synth.max_stuff}), got {params.synth.min_stuff}"
+        )
+    dataset = params.dataset
+    if dataset.tune_split is not None and dataset.tune_split in (dataset.train_split, dataset.val_split):
+        raise ParamsError(
+            f"dataset.tune_split: must differ from dataset.train_split and dataset.val_split (choosing on the split "
+            f"that is trained on or reported defeats it), got {dataset.tune_split!r}; name a split of its own, or null"
         )
     if params.clip.stride > params.clip.window:
         raise ParamsError(f"clip.stride: must be <= clip.window ({params.clip.window}), got {params.clip.stride}")

@@ -148,6 +148,8 @@ def make_tiny_project(root: Path, params: dict) -> Path:
 
     # dataset.root as a real params file sets it (the default; a file without it gets a warning line)
     params = {**params, "dataset": {"root": "data/synth", **params.get("dataset", {})}}
+    # no tune images unless the project asks (tiny worlds stay tiny; dataset.tune_split is null by default)
+    params["synth"] = {"tune_images": 0, **params.get("synth", {})}
     loaded = load_params(write_params_file(root, params))
     write_world(loaded.synth, loaded.synth.seed, root / "data" / "synth", workers=1)
     save_tiny_clip(root / "models" / "clip.pt")

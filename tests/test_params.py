@@ -20,6 +20,7 @@ def test_repo_params_file_is_valid():
     assert isinstance(params, Params)
     assert params.unknowns == 64 and params.top_m == 32 and params.kappa == 10
     assert params.segments_per_view == 36 and params.train.memory_batches == 2
+    assert params.dataset.selection_split == "tune"  # the embedded world has a split to choose on
 
 
 def test_defaults_match_the_paper():
@@ -43,6 +44,9 @@ def test_defaults_match_the_paper():
         ({"unknwons": 3}, "unknwons", "unknown key"),
         ({"clip": {"pretrain": {"epochs": 0}}}, "clip.pretrain.epochs", ">= 1"),
         ({"synth": {"min_stuff": 5, "max_stuff": 2}}, "synth.min_stuff", "max_stuff"),
+        ({"dataset": {"tune_split": "val"}}, "dataset.tune_split", "must differ"),
+        ({"dataset": {"tune_split": "train"}}, "dataset.tune_split", "must differ"),
+        ({"train": {"val_images": 10}}, "train.val_images", "unknown key"),  # renamed score_images
     ],
 )
 def test_bad_values_name_the_key(raw, key, hint):
@@ -51,6 +55,11 @@ def test_bad_values_name_the_key(raw, key, hint):
     message = str(err.value)
     assert message.startswith(key), message
     assert hint in message, message
+
+
+def test_the_selection_split_is_tune_when_named_and_val_otherwise():
+    assert params_from_dict({"dataset": {"tune_split": "tune"}}).dataset.selection_split == "tune"
+    assert params_from_dict({}).dataset.selection_split == "val"  # a dataset without a tune split
 
 
 def test_fold_accepts_null_and_index():

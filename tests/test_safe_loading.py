@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from clips4.model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from segment_world import build_segment_project
 from typer.testing import CliRunner
 
@@ -19,6 +18,7 @@ from clips4.clip import build_model, load_clip, model_config
 from clips4.clip.loading import file_sha256
 from clips4.errors import Clips4Error
 from clips4.inference import Segmenter
+from clips4.model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
 PACKAGE = Path(__file__).resolve().parents[1] / "clips4"
 

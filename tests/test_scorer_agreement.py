@@ -27,7 +27,7 @@ def voc_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "clip": {"model": "clips4-test-vit", "pretrained": "models/clip.pt", "window": 48, "stride": 16},
             "cache": {"chunk_mb": 0.02, "images_per_file": 0},
             "ucm": {"regions": 8, "quality_images": 2},
-            "train": {"model": "pspnet-test", "val_images": 500},
+            "train": {"model": "pspnet-test", "score_images": 500},
             "eval": {"knn": {"train_images": 0}, "linear": {"train_images": 0}},
             "video": {"name": "none"},
         },

@@ -42,7 +42,7 @@ TINY = {
         "crop_size": 32,
         "checkpoint_every": 1,
         "workers": 0,
-        "val_images": 2,
+        "score_images": 2,
     },
 }
 

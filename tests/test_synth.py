@@ -9,12 +9,14 @@ from PIL import Image
 
 from clips4.data.davis import open_davis
 from clips4.data.layouts import open_dataset
-from clips4.data.synth import CLASS_NAMES, generate_image, synth_folds, write_world
+from clips4.data.synth import CLASS_NAMES, UNNAMED_NAMES, generate_image, read_stats, synth_folds, write_world
 from clips4.data.synth_video import write_videos
 from clips4.data.types import IGNORE_INDEX
 from clips4.params import SynthParams
 
-TINY = SynthParams(image_size=64, train_images=10, val_images=4, video_sequences=2, video_frames=4)
+TINY = SynthParams(
+    image_size=64, train_images=10, val_images=4, tune_images=3, video_sequences=2, video_frames=4
+)
 
 
 def tree_digest(root):
@@ -50,7 +52,7 @@ def test_every_caption_names_exactly_the_classes_in_its_mask(world):
     for line in (world / "captions.jsonl").read_text().splitlines():
         record = json.loads(line)
         captions[record["id"]] = record
-    for split in ("train", "val"):
+    for split in ("train", "val", "tune"):
         dataset = open_dataset("synth", world, split)
         for sample in dataset:
             present = {CLASS_NAMES[c] for c in np.unique(sample.label) if c != IGNORE_INDEX}
@@ -60,6 +62,69 @@ def test_every_caption_names_exactly_the_classes_in_its_mask(world):
                 assert name in record["caption"], (name, record["caption"])
             words = set(record["caption"].replace(",", " ").split())
             assert not (set(CLASS_NAMES) - present) & words, record["caption"]
+            # the unnamed concepts the record lists are named in the caption, the others are not
+            assert set(record["unnamed"]) <= set(UNNAMED_NAMES)
+            assert set(record["unnamed"]) == set(UNNAMED_NAMES) & words, record
+
+
+def test_unnamed_concepts_are_drawn_captioned_and_ignored_in_masks():
+    """Over 40 images: the unnamed concepts appear, are in the captions, and every one of their pixels is 255
+    (the masks hold only named class ids and 255)."""
+    seen = set()
+    for index in range(40):
+        sample = generate_image(TINY, 0, "train", index)
+        ignored = int((sample.label == IGNORE_INDEX).sum())
+        assert sample.unnamed_pixels <= ignored
+        assert set(np.unique(sample.label)) <= set(range(len(CLASS_NAMES))) | {IGNORE_INDEX}
+        for name in sample.unnamed:
+            assert name in sample.caption and name not in CLASS_NAMES
+        if sample.unnamed:
+            assert sample.unnamed_pixels >= 0.02 * sample.label.size  # a concept under 2% is neither drawn nor named
+        seen |= set(sample.unnamed)
+    assert seen == set(UNNAMED_NAMES)  # stuff and things alike
+    assert set(UNNAMED_NAMES) >= {"rock", "moss", "heart", "cross"}
+
+
+def test_unnamed_pixels_are_where_the_unnamed_concept_is_drawn(monkeypatch):
+    """With every stuff region unnamed, the whole background is 255 and only the things carry class ids."""
+    from clips4.data import synth
+
+    monkeypatch.setattr(synth, "UNNAMED_STUFF_PROBABILITY", 1.0)
+    params = SynthParams(image_size=64, min_stuff=1, max_stuff=1, max_things=0)
+    for index in range(5):
+        sample = generate_image(params, 0, "train", index)
+        assert (sample.label == IGNORE_INDEX).all() and sample.unnamed_pixels == sample.label.size
+        assert len(sample.unnamed) == 1 and sample.classes == ()
+
+
+def test_world_statistics_match_the_masks(world):
+    stats = read_stats(world)
+    assert set(stats) == {"all", "train", "val", "tune"}
+    assert [stats[s]["images"] for s in ("train", "val", "tune")] == [10, 4, 3]
+    counts = np.zeros(len(CLASS_NAMES))
+    pixels = 0
+    for split in ("train", "val", "tune"):
+        for sample in open_dataset("synth", world, split):
+            labelled = sample.label[sample.label != IGNORE_INDEX]
+            counts += np.bincount(labelled, minlength=len(CLASS_NAMES))
+            pixels += sample.label.size
+    share = stats["all"]["class_pixel_share"]
+    np.testing.assert_allclose([share[n] for n in CLASS_NAMES], 100 * counts / pixels, atol=0.006)
+    total = stats["all"]
+    assert total["labelled_pixel_share"] + total["unnamed_pixel_share"] + total["other_ignored_pixel_share"] == (
+        pytest.approx(100, abs=0.02)
+    )
+    assert sum(total["classes_per_image"]["histogram"].values()) == 17
+
+
+def test_default_world_has_the_shares_it_is_built_for():
+    """The default world's first 60 train images: unnamed concepts cover at least 15% of pixels and appear in at least
+    40% of images (issue 19's floor), while named classes still label most pixels."""
+    samples = [generate_image(SynthParams(), 0, "train", i) for i in range(60)]
+    pixels = sum(s.label.size for s in samples)
+    assert sum(s.unnamed_pixels for s in samples) / pixels >= 0.15
+    assert sum(bool(s.unnamed) for s in samples) / len(samples) >= 0.40
+    assert sum(int((s.label != IGNORE_INDEX).sum()) for s in samples) / pixels >= 0.6
 
 
 def test_labels_are_in_range_and_mostly_labelled():
@@ -68,14 +133,17 @@ def test_labels_are_in_range_and_mostly_labelled():
         assert sample.image.shape == (64, 64, 3) and sample.image.dtype == np.uint8
         valid = sample.label != IGNORE_INDEX
         assert sample.label[valid].max() < len(CLASS_NAMES)
-        assert valid.mean() > 0.9
-        assert any(name in sample.classes for name in CLASS_NAMES[:8])  # some stuff always survives
+        # all but the unnamed concepts and the slivers under MIN_AREA_FRACTION (at most 2% each) is labelled
+        assert valid.sum() + sample.unnamed_pixels >= 0.9 * sample.label.size
+        assert any(name in sample.classes for name in CLASS_NAMES[:8])  # some named stuff always survives
 
 
 def test_layout_files(world):
     assert (world / "classes.txt").read_text().split() == list(CLASS_NAMES)
     assert len((world / "ImageSets/Segmentation/train.txt").read_text().split()) == 10
     assert len((world / "ImageSets/Segmentation/val.txt").read_text().split()) == 4
+    tune = (world / "ImageSets/Segmentation/tune.txt").read_text().split()
+    assert len(tune) == 3 and not set(tune) & set((world / "ImageSets/Segmentation/val.txt").read_text().split())
     assert Image.open(next((world / "SegmentationClass").glob("*.png"))).mode == "P"
     folds = json.loads((world / "folds.json").read_text())
     assert folds == synth_folds()
@@ -105,3 +173,14 @@ def test_rectangular_images_crop_the_square_scene_and_leave_the_default_world_al
         generate_image(SynthParams(), 0, "train", 3),
     )
     np.testing.assert_array_equal(square.image, default.image)  # unset width/height: image_size, as before
+
+
+def test_preview_hatches_the_ignored_pixels_and_keeps_the_class_colours():
+    from clips4.data.images import colorize
+    from clips4.data.preview import hatch_ignored
+
+    label = np.zeros((12, 12), np.uint8)
+    label[:, 6:] = IGNORE_INDEX
+    hatched = hatch_ignored(colorize(label), label)
+    np.testing.assert_array_equal(hatched[:, :6], colorize(label)[:, :6])
+    assert set(np.unique(hatched[:, 6:])) == {0, 255}  # black and white stripes, no class colour

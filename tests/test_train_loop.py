@@ -149,7 +149,7 @@ def test_train_command_writes_model_metrics_and_curves(project, monkeypatch):
     record = json.loads(Path("models/clips4.json").read_text())
     for key in ("final_losses", "wall_seconds", "images_per_second", "avgsim", "miou", "params", "clip"):
         assert key in record, key
-    assert -1.0 <= record["avgsim"] <= 1.0 and record["val"]["images"] == 6
+    assert -1.0 <= record["avgsim"] <= 1.0 and record["score"]["images"] == 6
     assert set(record["final_losses"]) == {"loss", "contrastive", "embedding", "semantic", "unknown"}
     student, checkpoint = load_student("models/clips4.pt")
     assert checkpoint["clip"]["model_name"] == "clips4-test-vit" and len(checkpoint["clip"]["weights_sha256"]) == 64

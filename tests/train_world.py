@@ -24,13 +24,14 @@ TINY_TRAIN = {
         "crop_size": 32,
         "checkpoint_every": 2,
         "workers": 0,
-        "val_images": 6,
+        "score_images": 6,
     },
 }
 
 
-def build_train_project(root: Path) -> Path:
-    """``root`` with params.yaml, data/synth, models/clip.pt and the caches under data/cache."""
+def build_train_project(root: Path, overrides: dict | None = None) -> Path:
+    """``root`` with params.yaml (``TINY_TRAIN`` updated section by section with ``overrides``), data/synth,
+    models/clip.pt and the caches under data/cache."""
     from clips4.params import load_params
     from clips4.stages.clip_dense import run_clip_dense
     from clips4.stages.contours import run_contours
@@ -38,7 +39,10 @@ def build_train_project(root: Path) -> Path:
     from clips4.stages.segments import run_segments
     from clips4.stages.ucm import run_ucm
 
-    make_tiny_project(root, TINY_TRAIN)
+    sections = {**TINY_TRAIN}
+    for key, value in (overrides or {}).items():
+        sections[key] = {**sections[key], **value} if isinstance(value, dict) and key in sections else value
+    make_tiny_project(root, sections)
     previous = Path.cwd()
     os.chdir(root)
     try:

@@ -115,11 +115,13 @@ def train_tiny_clip(params: Params, progress: bool = True) -> TrainedClip:
     torch.manual_seed(params.synth.seed)  # the world's seed: the tiny CLIP belongs to the world (params.SynthParams)
     generator = torch.Generator().manual_seed(params.synth.seed)
     config = model_config(params.clip.model)
-    model = build_model(config).train()
+    settings = params.clip.pretrain
+    # Patch dropout only acts in training and has no weights: the model is saved (and later built) without it.
+    training_config = {**config, "vision_cfg": {**config["vision_cfg"], "patch_dropout": settings.patch_dropout}}
+    model = build_model(training_config).train()
     tokenizer = tokenizer_for(config)
     images, captions, _ = load_images_and_captions(params.dataset.root, params.dataset.train_split)
     tokens = tokenizer(captions)
-    settings = params.clip.pretrain
     batch_size = min(settings.batch_size, len(images))
     steps_per_epoch = len(images) // batch_size
     total_steps = steps_per_epoch * settings.epochs

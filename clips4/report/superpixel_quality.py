@@ -1,6 +1,6 @@
-"""The quality of contours and superpixels on the val split's ground truth, written by the ``ucm`` stage:
-reports/segments.json and reports/figures/segments_{pr,overlay,accuracy}.png (see docs/segments.md); another
-reports folder can be given (``clips4 ucm --reports-dir``).
+"""The quality of contours and superpixels on the selection split's ground truth (dataset.tune_split, else
+val_split), written by the ``ucm`` stage: reports/segments.json and reports/figures/segments_{pr,overlay,accuracy}.png
+(see docs/segments.md); another reports folder can be given (``clips4 ucm --reports-dir``).
 
 Kept apart from the stage's store code so that a change to the report does not invalidate superpixels.zarr.
 """
@@ -28,7 +28,7 @@ def write_quality_report(
     params: Params, contours: ContoursStore, superpixels: SuperpixelsStore, reports_dir: Path
 ) -> dict[str, Any]:
     """Boundary precision/recall/F of the contours and of the UCM, and the achievable segmentation accuracy of
-    the superpixels, on the first ``ucm.quality_images`` val images; written to ``reports_dir/segments.json``
+    the superpixels, on the first ``ucm.quality_images`` images of that split; written to ``reports_dir/segments.json``
     with figures in ``reports_dir/figures``."""
     from clips4.ops.metrics import mean_iou, pixel_accuracy
     from clips4.superpixels.figures import plot_accuracy_vs_regions, plot_pr_curves, plot_superpixel_overlays
@@ -44,8 +44,10 @@ def write_quality_report(
 
     report, figures = Path(reports_dir) / "segments.json", Path(reports_dir) / "figures"
 
-    dataset = open_dataset(params.dataset.name, params.dataset.root, params.dataset.val_split)
-    val_start, val_stop = contours.splits[params.dataset.val_split]
+    # ucm.regions and the contour detector are chosen by this report: the selection split, never the reported one
+    split = params.dataset.selection_split
+    dataset = open_dataset(params.dataset.name, params.dataset.root, split)
+    val_start, val_stop = contours.splits[split]
     rows = range(val_start, min(val_stop, val_start + params.ucm.quality_images))
     num_classes = len(dataset.class_names)
     thresholds = DEFAULT_THRESHOLDS
@@ -74,12 +76,12 @@ def write_quality_report(
         if len(overlays) < OVERLAY_IMAGES:
             overlays.append((dataset.read_image(row - val_start), labels, label))
     if not scored:
-        result: dict[str, Any] = {"skipped": f"no labelled images in the {params.dataset.val_split} split"}
+        result: dict[str, Any] = {"skipped": f"no labelled images in the {split} split"}
     else:
         boundary = {name: ods(total, thresholds) for name, total in counts.items()}
         result = {
             "images": scored,
-            "split": params.dataset.val_split,
+            "split": split,
             "contours": {"method": params.contours.method, **_summary(boundary["contours"])},
             "ucm": _summary(boundary["ucm"]),
             "superpixels": {

@@ -37,8 +37,9 @@ def _train(params: Params, checkpoint: Path) -> PretrainResult:
     trained = train_tiny_clip(params)
     sha = save_clip_checkpoint(checkpoint, trained.model, params.clip.model, trained.config)
     loaded = LoadedClip(trained.model, tokenizer_for(trained.config), params.clip.model, str(checkpoint), sha)
-    val_images, _, val_classes = load_images_and_captions(params.dataset.root, params.dataset.val_split)
-    class_names = list(open_dataset("synth", params.dataset.root, params.dataset.val_split).class_names)
+    split = params.dataset.selection_split  # a record that may guide choices: never the reported split
+    val_images, _, val_classes = load_images_and_captions(params.dataset.root, split)
+    class_names = list(open_dataset("synth", params.dataset.root, split).class_names)
     return PretrainResult(
         model_name=params.clip.model,
         source=str(checkpoint),

@@ -127,8 +127,11 @@ def _files_digest(ids: Sequence[str], files: Sequence[Path]) -> str:
 
 
 def image_list(params: Params) -> ImageList:
-    """The train split, then the val split, of the configured dataset; an empty split is refused."""
+    """The train split, then the val split, then the tune split (when ``dataset.tune_split`` names one) of the
+    configured dataset; an empty split is refused."""
     keys = {"train_split": params.dataset.train_split, "val_split": params.dataset.val_split}
+    if params.dataset.tune_split is not None:
+        keys["tune_split"] = params.dataset.tune_split
     datasets = []
     for key, split in keys.items():
         dataset = open_dataset(params.dataset.name, params.dataset.root, split)

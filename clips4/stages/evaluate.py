@@ -71,14 +71,16 @@ def run_evaluate(
     cache_dir: Path = CACHE_DIR,
     models_dir: Path = Path("models"),
     methods: dict[str, Builder] | None = None,
+    split: str | None = None,
 ) -> EvaluateResult:
-    """Score every available method on ``dataset.val_split``; write the reports into ``reports_dir`` (``None``:
-    write nothing, and propagate the videos into a temporary folder). ``dense_mode`` overrides
-    ``clip.dense_mode``; ``cache_dir`` holds superpixels.zarr and clip_dense.zarr, ``models_dir`` the checkpoints."""
+    """Score every available method on ``split`` (default ``dataset.val_split``; ``dataset.tune_split`` to choose
+    by); write the reports into ``reports_dir`` (``None``: write nothing, and propagate the videos into a temporary
+    folder). ``dense_mode`` overrides ``clip.dense_mode``; ``cache_dir`` holds superpixels.zarr and clip_dense.zarr
+    (which must hold the split), ``models_dir`` the checkpoints."""
     mode = dense_mode or params.clip.dense_mode
-    split = params.dataset.val_split
+    split = split or params.dataset.val_split
     val = open_dataset(params.dataset.name, params.dataset.root, split)
-    require_images(params.dataset.name, val, split, "val_split")
+    require_images(params.dataset.name, val, split, "val_split" if split == params.dataset.val_split else None)
     classes = language_classes(params.dataset.name, val.class_names)
     held_out = None if params.fold is None else list(class_folds(params)[params.fold])
     probes = probe_settings(params)

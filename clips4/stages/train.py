@@ -34,9 +34,11 @@ BASELINES = {
 
 
 @dataclass(frozen=True)
-class ValidationResult:
-    """Val scores of a student (models/clips4.json's ``val``): mIoU and pixel accuracy in percent, avgsim a cosine."""
+class SelectionScores:
+    """A student's scores on the selection split (models/clips4.json's ``score``; ``split`` names it): mIoU and pixel
+    accuracy in percent, avgsim a cosine."""
 
+    split: str
     miou: float
     pacc: float
     avgsim: float
@@ -111,7 +113,7 @@ def run_train(
             "data_wait_fraction": result.data_wait_fraction,
             "world_size": result.world_size,
             "device": result.device,
-            "val": asdict(scores),
+            "score": asdict(scores),
             "avgsim": scores.avgsim,
             "miou": scores.miou,
         }
@@ -144,16 +146,17 @@ def _baseline(params: Params, loaded, name: str):
 
 
 def _score(params: Params, loaded, checkpoint, dense, superpixels, device):
-    """Val scores of the trained student (from its checkpoint, as any user would load it), by the scorer that
-    ``evaluate`` uses (the same classes, prompts and reading), over the first ``train.val_images`` val images."""
+    """Scores of the trained student (from its checkpoint, as any user would load it) on the selection split
+    (``dataset.tune_split``; ``val_split`` for a dataset without one), by the scorer that ``evaluate`` uses (the same
+    classes, prompts and reading), over its first ``train.score_images`` images."""
     from clips4.data.layouts import open_dataset
     from clips4.eval.methods import probe_data, student_segmenter
     from clips4.eval.scoring import score_segmenter
     from clips4.inference.language import language_classes
 
-    split = params.dataset.val_split
+    split = params.dataset.selection_split
     val = open_dataset(params.dataset.name, params.dataset.root, split)
-    count = min(params.train.val_images, len(val))
+    count = min(params.train.score_images, len(val))
     classes = language_classes(params.dataset.name, val.class_names)
     data = probe_data(
         params, loaded, superpixels_path=superpixels, dense_path=dense, split=split, val_count=count, avgsim=True
@@ -168,7 +171,8 @@ def _score(params: Params, loaded, checkpoint, dense, superpixels, device):
         data=data,
         avgsim=True,
     )
-    return ValidationResult(
+    return SelectionScores(
+        split=split,
         miou=scores.language.miou,
         pacc=scores.language.pacc,
         avgsim=round(scores.avgsim, 4) if scores.avgsim is not None else float("nan"),

@@ -42,7 +42,7 @@ from clips4.train.objective import Objective, PixelBaseline
 log = logging.getLogger(__name__)
 
 #: Params under ``train`` that change how a run is carried out but not the weights it reaches.
-NOT_IN_IDENTITY = ("checkpoint_every", "workers", "val_images")
+NOT_IN_IDENTITY = ("checkpoint_every", "workers", "score_images")
 
 
 @dataclass(frozen=True, kw_only=True)
