@@ -14,9 +14,7 @@ from clips4.data.synth_video import write_videos
 from clips4.data.types import IGNORE_INDEX
 from clips4.params import SynthParams
 
-TINY = SynthParams(
-    image_size=64, train_images=10, val_images=4, tune_images=3, video_sequences=2, video_frames=4
-)
+TINY = SynthParams(image_size=64, train_images=10, val_images=4, tune_images=3, video_sequences=2, video_frames=4)
 
 
 def tree_digest(root):
