@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def wait_share(params_path: str, cache_dir: str, iterations: int, workers: int) -> dict:
-    from clips4.clip import load_clip
+    from clips4.clip import load_project_clip
     from clips4.params import load_params
     from clips4.train.loop import TrainInputs, train_student
 
@@ -31,7 +31,7 @@ def wait_share(params_path: str, cache_dir: str, iterations: int, workers: int) 
     params = dataclasses.replace(
         params, train=dataclasses.replace(params.train, workers=workers, iterations=iterations)
     )
-    loaded = load_clip(params.clip.model, params.clip.pretrained)
+    loaded = load_project_clip(params)
     teacher = {"model_name": loaded.model_name, "weights_sha256": loaded.sha256, "source": loaded.source}
     inputs = TrainInputs(
         f"{cache_dir}/clip_dense.zarr", f"{cache_dir}/superpixels.zarr", f"{cache_dir}/prototypes.zarr", teacher

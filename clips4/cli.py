@@ -1,6 +1,9 @@
 """The ``clips4`` command line: a thin typer layer over the library, one command per DVC stage.
 
-Every command reads params.yaml (or ``--params FILE``) through :func:`clips4.params.load_params`.
+Every command reads params.yaml (or ``--params FILE``) through :func:`clips4.params.load_params`; every default
+path (models/, reports/, data/cache) is relative to the params file's folder, so a command run from another folder
+with ``--params /abs/project/params.yaml`` reads and writes that project's files. A path given as an option is
+relative to the current folder, as usual.
 Errors the user can fix (bad params, a broken dataset file, missing weights) print one line naming
 the file, the problem and the fix, and exit non-zero (2 for bad params, 1 otherwise).
 Heavy imports (torch, zarr, open_clip) happen inside the commands so ``clips4 --help`` stays fast.
@@ -21,7 +24,23 @@ import typer
 from clips4.data.names import CHECK_FORMATS
 from clips4.errors import Clips4Error, Clips4Warning, describe_os_error
 from clips4.params import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
-from clips4.paths import DEFAULT_CACHE_DIR
+from clips4.paths import (
+    DATASET_MANIFEST,
+    DEFAULT_CACHE_DIR,
+    MODELS_DIR,
+    REPORTS_DIR,
+    STUDENT_CHECKPOINT,
+    SYNTH_ROOT,
+    SYNTH_VIDEO_ROOT,
+    TRAIN_OUTPUTS,
+    VIDEO_MANIFEST,
+)
+
+
+def in_project(path: str) -> str:
+    """How help shows a default path of the project: ``[default: <params folder>/models/clips4.pt]``."""
+    return f"<params folder>/{path}"
+
 
 app = typer.Typer(
     name="clips4",
@@ -40,7 +59,13 @@ experiments_app = typer.Typer(
 app.add_typer(experiments_app, name="experiments")
 
 ParamsOption = Annotated[
-    Path, typer.Option("--params", help="Params file to read (validated at start).", dir_okay=False)
+    Path,
+    typer.Option(
+        "--params",
+        help="Params file to read (validated at start). Every default path (models/, reports/, data/cache) is "
+        "relative to its folder.",
+        dir_okay=False,
+    ),
 ]
 WorkersOption = Annotated[int, typer.Option("--workers", "-j", min=0, help="Worker processes; 0 uses all cores.")]
 ShardOption = Annotated[
@@ -63,19 +88,20 @@ RebuildOption = Annotated[
 ]
 
 CacheDirOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--cache-dir",
         help="Folder (or fsspec URL such as s3://bucket/cache) of the stores this command reads and writes; "
         "the DVC pipeline uses the default.",
+        show_default=in_project(DEFAULT_CACHE_DIR),
     ),
 ]
 ReportsDirOption = Annotated[
     Path | None,
     typer.Option(
         "--reports-dir",
-        help="Folder for segments.json and figures/. Default: reports/, or with another local --cache-dir, a "
-        "reports folder beside it (required with a URL --cache-dir).",
+        help=f"Folder for segments.json and figures/. Default: {in_project(REPORTS_DIR)}, or with another local "
+        "--cache-dir, a reports folder beside it (required with a URL --cache-dir).",
         file_okay=False,
     ),
 ]
@@ -142,6 +168,17 @@ def read_params(path: Path) -> Params:
     return load_params(path)
 
 
+def project_path(given: Path | None, config: Params, default: str) -> Path:
+    """An option's path: as given (relative to the current folder), else the project's ``default`` (relative to the
+    params file's folder)."""
+    return given if given is not None else config.project_path(default)
+
+
+def cache_dir_of(config: Params, cache_dir: str | None) -> str:
+    """``--cache-dir`` as given (a folder or a URL), else the project's data/cache."""
+    return cache_dir if cache_dir is not None else str(config.project_path(DEFAULT_CACHE_DIR))
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="clips4")
@@ -166,21 +203,28 @@ def logging_options(
 
 # --- synth ---
 
+#: Where ``clips4 synth --preview`` draws, relative to the project folder.
+SYNTH_PREVIEW = f"{REPORTS_DIR}/figures/synth_preview.png"
+
 
 @app.command()
 @user_errors
 def synth(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
-    out: Annotated[Path, typer.Option(help="Folder of the image world (Pascal VOC layout).")] = Path("data/synth"),
-    video_out: Annotated[Path, typer.Option(help="Folder of the videos (DAVIS 2017 layout).")] = Path(
-        "data/synth_video"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the image world (Pascal VOC layout).", show_default=in_project(SYNTH_ROOT)),
+    ] = None,
+    video_out: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the videos (DAVIS 2017 layout).", show_default=in_project(SYNTH_VIDEO_ROOT)),
+    ] = None,
     preview: Annotated[
         int,
         typer.Option(
             min=0,
             help="Instead of generating the world, draw this many images with masks and captions "
-            "(unnamed concepts hatched) into reports/figures/synth_preview.png.",
+            f"(unnamed concepts hatched) into {SYNTH_PREVIEW}.",
         ),
     ] = 0,
     workers: WorkersOption = 0,
@@ -192,8 +236,9 @@ def synth(
 
     config = read_params(params)
     if preview:
-        typer.echo(f"wrote {run_synth_preview(config, preview, Path('reports/figures/synth_preview.png'))}")
+        typer.echo(f"wrote {run_synth_preview(config, preview, config.project_path(SYNTH_PREVIEW))}")
         return
+    out, video_out = project_path(out, config, SYNTH_ROOT), project_path(video_out, config, SYNTH_VIDEO_ROOT)
     result = run_synth(config, out, video_out, workers=workers)
     typer.echo(
         f"wrote {result.image_root} ({result.train_images} train, {result.tune_images} tune, {result.val_images} val "
@@ -226,17 +271,21 @@ def data_check(
 @user_errors
 def data_manifest(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
-    dataset_out: Annotated[Path, typer.Option(help="Manifest of dataset.root.", dir_okay=False)] = Path(
-        "data/manifests/dataset.md5"
-    ),
-    video_out: Annotated[Path, typer.Option(help="Manifest of video.root.", dir_okay=False)] = Path(
-        "data/manifests/video.md5"
-    ),
+    dataset_out: Annotated[
+        Path | None,
+        typer.Option(help="Manifest of dataset.root.", dir_okay=False, show_default=in_project(DATASET_MANIFEST)),
+    ] = None,
+    video_out: Annotated[
+        Path | None,
+        typer.Option(help="Manifest of video.root.", dir_okay=False, show_default=in_project(VIDEO_MANIFEST)),
+    ] = None,
 ) -> None:
     """Write the md5 of every file of dataset.root and video.root (md5sum format): the stages depend on these."""
     from clips4.stages.dataset_manifest import run_dataset_manifest
 
-    result = run_dataset_manifest(read_params(params), dataset_out, video_out)
+    config = read_params(params)
+    dataset_out = project_path(dataset_out, config, DATASET_MANIFEST)
+    result = run_dataset_manifest(config, dataset_out, project_path(video_out, config, VIDEO_MANIFEST))
     typer.echo(
         f"wrote {result.dataset_manifest} ({result.dataset_files} files) and "
         f"{result.video_manifest} ({result.video_files} files)"
@@ -250,12 +299,14 @@ def data_manifest(
 @user_errors
 def clip_pretrain(params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
     """Train the tiny CLIP on the synthetic world's captions (clip.pretrained: synth), or record real weights."""
-    from clips4.stages.clip_pretrain import run_clip_pretrain
+    from clips4.stages.clip_pretrain import clip_outputs, run_clip_pretrain
 
-    result = run_clip_pretrain(read_params(params))
+    config = read_params(params)
+    checkpoint, record = clip_outputs(config)
+    result = run_clip_pretrain(config, checkpoint, record)
     activation = "QuickGELU" if result.quick_gelu else "GELU"
     typer.echo(
-        f"wrote models/clip.pt and models/clip.json: {result.model_name} ({activation}) from {result.source}, "
+        f"wrote {checkpoint} and {record}: {result.model_name} ({activation}) from {result.source}, "
         f"{result.train_seconds:.0f} s, zero-shot recall@k {result.zero_shot_recall_at_k}"
     )
 
@@ -268,15 +319,16 @@ def store_path(cache_dir: str, name: str) -> str:
     return f"{cache_dir.rstrip('/')}/{name}.zarr"
 
 
-def reports_dir_for(cache_dir: str, reports_dir: Path | None) -> Path:
-    """Where the ucm stage writes its report: never into the project when the caches live elsewhere."""
+def reports_dir_for(config: Params, cache_dir: str | None, reports_dir: Path | None) -> Path:
+    """Where the ucm stage writes its report: the project's reports/, but never into the project when the caches
+    live elsewhere."""
     if reports_dir is not None:
         return reports_dir
-    if "://" in cache_dir:
+    if cache_dir is not None and "://" in cache_dir:
         raise fail(f"--cache-dir {cache_dir} is a URL: give --reports-dir DIR for segments.json and figures", code=2)
-    if Path(cache_dir).resolve() == Path(DEFAULT_CACHE_DIR).resolve():
-        return Path("reports")
-    return Path(cache_dir.rstrip("/")).parent / "reports"
+    if cache_dir is None or Path(cache_dir).resolve() == config.project_path(DEFAULT_CACHE_DIR).resolve():
+        return config.project_path(REPORTS_DIR)
+    return Path(cache_dir.rstrip("/")).parent / REPORTS_DIR
 
 
 def _report_stage(name: str, result: Any) -> None:
@@ -293,7 +345,7 @@ def contours(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
     workers: WorkersOption = 0,
     shard: ShardOption = None,
-    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    cache_dir: CacheDirOption = None,
     rebuild: RebuildOption = False,
 ) -> None:
     """Contour maps of every train and val image (contours.method) into data/cache/contours.zarr; resumable."""
@@ -301,7 +353,8 @@ def contours(
     from clips4.stages.contours import run_contours
 
     config, where = read_params(params), parse_shard(shard)
-    result = run_contours(config, store_path(cache_dir, "contours"), workers=workers, shard=where, rebuild=rebuild)
+    out = store_path(cache_dir_of(config, cache_dir), "contours")
+    result = run_contours(config, out, workers=workers, shard=where, rebuild=rebuild)
     _report_stage("contours", result)
 
 
@@ -311,7 +364,7 @@ def ucm(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
     workers: WorkersOption = 0,
     shard: ShardOption = None,
-    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    cache_dir: CacheDirOption = None,
     rebuild: RebuildOption = False,
     reports_dir: ReportsDirOption = None,
 ) -> None:
@@ -320,9 +373,9 @@ def ucm(
     from clips4.stages.common import parse_shard
     from clips4.stages.ucm import run_ucm
 
-    paths = [store_path(cache_dir, name) for name in ("contours", "superpixels")]
-    reports = reports_dir_for(cache_dir, reports_dir)
     config, where = read_params(params), parse_shard(shard)
+    paths = [store_path(cache_dir_of(config, cache_dir), name) for name in ("contours", "superpixels")]
+    reports = reports_dir_for(config, cache_dir, reports_dir)
     _report_stage("ucm", run_ucm(config, *paths, workers=workers, shard=where, rebuild=rebuild, reports_dir=reports))
 
 
@@ -331,7 +384,7 @@ def ucm(
 def clip_dense(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
     shard: ShardOption = None,
-    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    cache_dir: CacheDirOption = None,
     rebuild: RebuildOption = False,
 ) -> None:
     """Dense CLIP embeddings of every train and val image into data/cache/clip_dense.zarr (GPU when present)."""
@@ -339,7 +392,8 @@ def clip_dense(
     from clips4.stages.common import parse_shard
 
     config, where = read_params(params), parse_shard(shard)
-    result = run_clip_dense(config, store_path(cache_dir, "clip_dense"), shard=where, rebuild=rebuild)
+    out = store_path(cache_dir_of(config, cache_dir), "clip_dense")
+    result = run_clip_dense(config, out, shard=where, rebuild=rebuild)
     _report_stage("clip_dense", result)
 
 
@@ -349,21 +403,21 @@ def segments(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
     workers: WorkersOption = 0,
     shard: ShardOption = None,
-    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    cache_dir: CacheDirOption = None,
     rebuild: RebuildOption = False,
 ) -> None:
     """CLIP embedding of every superpixel (mean dense feature) into data/cache/segments.zarr; resumable."""
     from clips4.stages.common import parse_shard
     from clips4.stages.segments import run_segments
 
-    paths = [store_path(cache_dir, name) for name in ("superpixels", "clip_dense", "segments")]
     config, where = read_params(params), parse_shard(shard)
+    paths = [store_path(cache_dir_of(config, cache_dir), name) for name in ("superpixels", "clip_dense", "segments")]
     _report_stage("segments", run_segments(config, *paths, workers=workers, shard=where, rebuild=rebuild))
 
 
 @app.command()
 @user_errors
-def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOption = DEFAULT_CACHE_DIR) -> None:
+def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOption = None) -> None:
     """Known-class prototypes (top_m segments per class by FAISS search; the fold's classes held out) and
     `unknowns` random ones, into data/cache/prototypes.zarr."""
     # torch and faiss-cpu each bring an OpenMP runtime; on few cores their idle threads spin against each other
@@ -371,8 +425,9 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from clips4.stages.prototypes import run_prototypes
 
-    paths = [store_path(cache_dir, name) for name in ("segments", "prototypes", "clip_dense")]
-    result = run_prototypes(read_params(params), *paths)
+    config = read_params(params)
+    paths = [store_path(cache_dir_of(config, cache_dir), name) for name in ("segments", "prototypes", "clip_dense")]
+    result = run_prototypes(config, *paths)
     held = f"; held out: {', '.join(result.held_out_classes)}" if result.held_out_classes else ""
     typer.echo(
         f"prototypes: {result.path}: {len(result.known_classes)} known classes from {result.train_segments} train "
@@ -387,12 +442,17 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
 @user_errors
 def train(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
-    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    cache_dir: CacheDirOption = None,
     out: Annotated[
-        Path | None, typer.Option(help="Student checkpoint (also the resume point) [models/clips4.pt].")
+        Path | None,
+        typer.Option(help="Student checkpoint (also the resume point).", show_default=in_project(TRAIN_OUTPUTS[0])),
     ] = None,
-    metrics: Annotated[Path | None, typer.Option(help="Metrics JSON of the run [models/clips4.json].")] = None,
-    live_dir: Annotated[Path | None, typer.Option(help="dvclive folder of the loss curves [reports/train].")] = None,
+    metrics: Annotated[
+        Path | None, typer.Option(help="Metrics JSON of the run.", show_default=in_project(TRAIN_OUTPUTS[1]))
+    ] = None,
+    live_dir: Annotated[
+        Path | None, typer.Option(help="dvclive folder of the loss curves.", show_default=in_project(TRAIN_OUTPUTS[2]))
+    ] = None,
     stop_after: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many iterations (a rerun resumes).", hidden=True)
     ] = None,
@@ -409,22 +469,17 @@ def train(
     # Idle OpenMP threads sleep instead of spinning: on a shared or small machine spinning threads cost a training
     # step up to 3x its CPU time (measured in docs/training.md). Must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from clips4.stages.train import run_train
-
-    paths = {
-        name: store_path(cache_dir, store)
-        for name, store in (("dense", "clip_dense"), ("superpixels", "superpixels"), ("prototypes", "prototypes"))
-    }
-    from clips4.stages.train import BASELINES, LIVE_DIR, METRICS_PATH, MODEL_PATH
+    from clips4.stages.train import BASELINES, run_train
 
     if baseline is not None and baseline not in BASELINES:
         raise fail(f"--baseline: unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}", code=2)
-    defaults = BASELINES[baseline] if baseline else (MODEL_PATH, METRICS_PATH, LIVE_DIR)
-    out, metrics, live_dir = (
-        given or default for given, default in zip((out, metrics, live_dir), defaults, strict=True)
-    )
-    result = run_train(
-        read_params(params),
+    config = read_params(params)
+    paths = {
+        name: store_path(cache_dir_of(config, cache_dir), store)
+        for name, store in (("dense", "clip_dense"), ("superpixels", "superpixels"), ("prototypes", "prototypes"))
+    }
+    result = run_train(  # outputs not given: the project's (beside the params file)
+        config,
         **paths,
         out=out,
         metrics=metrics,
@@ -487,15 +542,20 @@ def evaluate(
         Path | None,
         typer.Option(
             "--reports-dir",
-            help="Folder of metrics.json and per_class_iou.json. Default: reports; but with a --dense-mode that "
-            "differs from clip.dense_mode, nothing is written unless this is given.",
+            help=f"Folder of metrics.json and per_class_iou.json. Default: {in_project(REPORTS_DIR)}; but with a "
+            "--dense-mode that differs from clip.dense_mode, nothing is written unless this is given.",
             file_okay=False,
         ),
     ] = None,
-    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    cache_dir: CacheDirOption = None,
     models_dir: Annotated[
-        Path, typer.Option(help="Folder of the checkpoints (clip.pt, clips4.pt, maskclip_plus.pt).", file_okay=False)
-    ] = Path("models"),
+        Path | None,
+        typer.Option(
+            help="Folder of the checkpoints (clip.pt, clips4.pt, maskclip_plus.pt).",
+            file_okay=False,
+            show_default=in_project(MODELS_DIR),
+        ),
+    ] = None,
     split: Annotated[
         str | None,
         typer.Option(
@@ -517,10 +577,9 @@ def evaluate(
     side_by_side = dense_mode is not None and dense_mode != config.clip.dense_mode
     other_split = split is not None and split != config.dataset.val_split
     if reports_dir is None and not side_by_side and not other_split:
-        reports_dir = Path("reports")
-    result = run_evaluate(
-        config, reports_dir, dense_mode, cache_dir=Path(cache_dir), models_dir=models_dir, split=split
-    )
+        reports_dir = config.project_path(REPORTS_DIR)
+    cache = cache_dir_of(config, cache_dir)
+    result = run_evaluate(config, reports_dir, dense_mode, cache_dir=Path(cache), models_dir=models_dir, split=split)
     for method, scored in result.methods.items():
         scores = scored.scores
         # The dense mode is how CLIP's own features are read: it says nothing about the student.
@@ -543,7 +602,13 @@ def evaluate(
 # --- inference: segment, serve ---
 
 CheckpointOption = Annotated[
-    Path, typer.Option("--checkpoint", help="Student checkpoint written by `clips4 train`.", dir_okay=False)
+    Path,
+    typer.Option(
+        "--checkpoint",
+        # No params file is read (the checkpoint records its params), so the default is the current folder's.
+        help="Student checkpoint written by `clips4 train` (the default is relative to the current folder).",
+        dir_okay=False,
+    ),
 ]
 ClipOption = Annotated[
     str | None,
@@ -563,7 +628,7 @@ def segment(
     classes_file: Annotated[
         Path | None, typer.Option(help="Class names, one per line (instead of --classes).", dir_okay=False)
     ] = None,
-    checkpoint: CheckpointOption = Path("models/clips4.pt"),
+    checkpoint: CheckpointOption = Path(STUDENT_CHECKPOINT),
     out: Annotated[Path, typer.Option(help="Folder of the outputs.", file_okay=False)] = Path("segmentation"),
     threshold: Annotated[
         float | None,
@@ -618,7 +683,7 @@ def segment(
 @app.command()
 @user_errors
 def serve(
-    checkpoint: CheckpointOption = Path("models/clips4.pt"),
+    checkpoint: CheckpointOption = Path(STUDENT_CHECKPOINT),
     port: Annotated[int, typer.Option(min=1, max=65535)] = 7860,
     host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
     clip: ClipOption = None,
@@ -646,16 +711,17 @@ def serve(
 @user_errors
 def report(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
-    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
+    cache_dir: CacheDirOption = None,
     reports_dir: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--reports-dir",
             help="Folder holding metrics.json, per_class_iou.json and davis/ (from evaluate); report.md and "
             "figures/report/ are written there.",
             file_okay=False,
+            show_default=in_project(REPORTS_DIR),
         ),
-    ] = Path("reports"),
+    ] = None,
 ) -> None:
     """Write reports/report.md: every method side by side on every metric, per-class IoU, and the paper's figures
     (PCA-RGB pixel embeddings, segment map, retrieval, masks, propagated video masks) in reports/figures/report/."""
@@ -663,7 +729,7 @@ def report(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from clips4.stages.report import run_report
 
-    result = run_report(read_params(params), reports_dir=reports_dir, cache_dir=cache_dir)
+    result = run_report(read_params(params), reports_dir=reports_dir, cache_dir=cache_dir)  # None: the project's
     skipped = f"; not drawn: {', '.join(result.not_drawn)}" if result.not_drawn else ""
     typer.echo(
         f"wrote {result.report} with {len(result.figures)} figures (methods: {', '.join(result.methods)}){skipped}"

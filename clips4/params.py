@@ -22,6 +22,7 @@ import yaml
 
 from clips4.data.names import DATASET_NAMES
 from clips4.errors import Clips4Warning
+from clips4.paths import WEIGHTS_FILE_SUFFIXES
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
@@ -270,9 +271,26 @@ class Params:
     prototypes: PrototypesParams = field(default_factory=PrototypesParams)
     losses: LossParams = field(default_factory=LossParams)
     train: TrainParams = field(default_factory=TrainParams)
+    # The params file's folder (set by load_params): where the project's default paths (models/, reports/,
+    # data/cache) lie. Not a params.yaml key: never read from the file, recorded or compared.
+    project_dir: Path | None = field(default=None, compare=False, repr=False, metadata={"not_a_key": True})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The params.yaml keys and their values (what stages record and hash; ``project_dir`` is not one)."""
+        return {name: value for name, value in dataclasses.asdict(self).items() if name in _keys(Params)}
+
+    def project_path(self, relative: str | Path) -> Path:
+        """A project path such as ``models/clips4.pt``, resolved as ``dataset.root`` is: against the params file's
+        folder, never against the current folder by accident (relative when it lies inside the current folder,
+        else absolute). Without a params file (``params_from_dict``), relative to the current folder."""
+        if self.project_dir is None:
+            return Path(relative)
+        return Path(_resolve_root(str(relative), self.project_dir))
+
+
+def _keys(cls: type) -> dict[str, dataclasses.Field]:
+    """The params.yaml keys of a section: its fields, less those that are not keys (``Params.project_dir``)."""
+    return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("not_a_key")}
 
 
 def _describe(meta: typing.Mapping[str, Any], kind: str) -> str:
@@ -331,7 +349,7 @@ def _check_value(key: str, value: Any, hint: Any, meta: typing.Mapping[str, Any]
 
 def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = _keys(cls)
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ParamsError(
@@ -385,7 +403,9 @@ def params_from_dict(raw: dict[str, Any] | None) -> Params:
 def load_params(path: str | Path = DEFAULT_PARAMS_PATH, overrides: dict[str, Any] | None = None) -> Params:
     """Load params.yaml, apply dotted ``overrides`` (``{"clip.dense_mode": "clearclip"}``) and validate.
 
-    A relative ``dataset.root`` or ``video.root`` is resolved against the params file's folder (and returned absolute).
+    Paths are relative to the params file's folder (``project_dir``): a relative ``dataset.root``, ``video.root``,
+    ``contours.hed_weights``, ``train.backbone_weights`` or weights file in ``clip.pretrained`` is resolved against
+    it, and so are the default paths through :meth:`Params.project_path`.
     Raises :class:`ParamsError` whose message starts with the file name and names the key.
     """
     path = Path(path)
@@ -426,22 +446,43 @@ def load_params(path: str | Path = DEFAULT_PARAMS_PATH, overrides: dict[str, Any
         params = params_from_dict(raw)
     except ParamsError as err:
         raise ParamsError(f"{path}: {err}") from None
-    return _resolve_dataset_root(params, path)
+    return _resolve_paths(params, path.resolve().parent)
 
 
-def _resolve_dataset_root(params: Params, path: Path) -> Params:
-    """A relative ``dataset.root`` is relative to the params file's folder, not to the current folder, so that
-    ``--params /abs/project/params.yaml`` reads the project's data from anywhere. It stays relative (to the current
-    folder) when it lies inside it, so that what stages record (store attributes, models/clips4.json) does not name
-    the machine's folders; otherwise it becomes absolute."""
-    dataset = dataclasses.replace(params.dataset, root=_resolve_root(params.dataset.root, path))
-    video = dataclasses.replace(params.video, root=_resolve_root(params.video.root, path))  # the same rule
-    return dataclasses.replace(params, dataset=dataset, video=video)
+def _resolve_paths(params: Params, folder: Path) -> Params:
+    """The paths params.yaml names, relative to the params file's folder (not to the current folder), so that
+    ``--params /abs/project/params.yaml`` reads the project's data and weights from anywhere."""
+    dataset = dataclasses.replace(params.dataset, root=_resolve_root(params.dataset.root, folder))
+    video = dataclasses.replace(params.video, root=_resolve_root(params.video.root, folder))
+    contours = dataclasses.replace(params.contours, hed_weights=_resolve_optional(params.contours.hed_weights, folder))
+    weights = _resolve_optional(params.train.backbone_weights, folder)
+    train = dataclasses.replace(params.train, backbone_weights=weights)
+    pretrained = params.clip.pretrained
+    if _names_a_file(pretrained, folder):
+        pretrained = _resolve_root(pretrained, folder)
+    clip = dataclasses.replace(params.clip, pretrained=pretrained)
+    return dataclasses.replace(
+        params, dataset=dataset, video=video, contours=contours, train=train, clip=clip, project_dir=folder
+    )
 
 
-def _resolve_root(root: str, path: Path) -> str:
+def _names_a_file(pretrained: str, folder: Path) -> bool:
+    """Whether ``clip.pretrained`` is a weights file, as ``load_clip`` decides: not ``synth`` nor an open_clip tag."""
+    return pretrained != "synth" and (
+        Path(pretrained).suffix in WEIGHTS_FILE_SUFFIXES or (folder / pretrained).exists()
+    )
+
+
+def _resolve_optional(root: str | None, folder: Path) -> str | None:
+    return None if root is None else _resolve_root(root, folder)
+
+
+def _resolve_root(root: str, folder: Path) -> str:
+    """``root`` (relative to ``folder``) as a path that stays relative to the current folder when it lies inside
+    it, so that what stages record (store attributes, models/clips4.json) names no machine folder; else absolute.
+    URLs and absolute paths are kept."""
     if "://" in root or Path(root).is_absolute():
         return root
-    resolved = (path.resolve().parent / root).resolve()
+    resolved = (folder.resolve() / root).resolve()
     here = Path.cwd().resolve()
     return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)

@@ -192,11 +192,12 @@ TINY = {
 
 
 def _as_open_clip_tag(tag: str):
-    """A load_clip that presents the tiny checkpoint as the open_clip tag ``tag`` (sha256 None, like any tag)."""
+    """A load_project_clip that presents the tiny checkpoint as the open_clip tag ``tag`` (sha256 None, like any
+    tag)."""
     from clips4.clip import loading
 
-    def load(model_name: str, pretrained: str, device: str = "cpu") -> loading.LoadedClip:
-        loaded = loading.load_clip(model_name, pretrained, device)
+    def load(params, device: str = "cpu", **options) -> loading.LoadedClip:
+        loaded = loading.load_project_clip(params, device, **options)
         return dataclasses.replace(loaded, sha256=None, source=f"open_clip:{loaded.model_name}/{tag}")
 
     return load
@@ -220,7 +221,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run_ucm(params, cache / "contours.zarr", cache / "superpixels.zarr", workers=1)
         run_clip_dense(params, cache / "clip_dense.zarr")
         run_segments(params, cache / "superpixels.zarr", cache / "clip_dense.zarr", cache / "segments.zarr", workers=1)
-        patch.setattr("clips4.clip.load_clip", _as_open_clip_tag("tag_a"))
+        patch.setattr("clips4.clip.load_project_clip", _as_open_clip_tag("tag_a"))
         tagged = Path("cache/tag_a")
         run_clip_dense(params, tagged / "clip_dense.zarr")
         run_segments(
@@ -304,9 +305,9 @@ def test_a_different_clip_stops_the_stage(project: Path, monkeypatch: pytest.Mon
 
     params = load_params("params.yaml")
     tagged = "cache/tag_a/segments.zarr"
-    monkeypatch.setattr("clips4.clip.load_clip", _as_open_clip_tag("tag_a"))
+    monkeypatch.setattr("clips4.clip.load_project_clip", _as_open_clip_tag("tag_a"))
     assert run_prototypes(params, tagged, "cache/tag_a/p.zarr").train_segments > 0  # the same tag: accepted
-    monkeypatch.setattr("clips4.clip.load_clip", _as_open_clip_tag("tag_b"))  # sha256 None on both sides
+    monkeypatch.setattr("clips4.clip.load_project_clip", _as_open_clip_tag("tag_b"))  # sha256 None on both sides
     with pytest.raises(Clips4Error, match=r"computed with CLIP clips4-test-vit \(open_clip:clips4-test-vit/tag_a\)"):
         run_prototypes(params, tagged, "cache/tag_a/p.zarr")
     with pytest.raises(Clips4Error, match="tag_b"):  # the checkpoint's sha256 against the tag
@@ -366,6 +367,8 @@ class _Recorder:
         value = getattr(self._node, name)
         if dataclasses.is_dataclass(value):
             return _Recorder(value, self._seen, f"{self._prefix}{name}.")
+        if callable(value):  # a method such as project_path: no params key
+            return value
         self._seen.add(self._prefix + name)
         return value
 

@@ -8,7 +8,14 @@ from clips4.clip.dense import (
     normalize_images,
     to_rgb_batch,
 )
-from clips4.clip.loading import LoadedClip, build_model, load_clip, model_config, save_clip_checkpoint
+from clips4.clip.loading import (
+    LoadedClip,
+    build_model,
+    load_clip,
+    load_project_clip,
+    model_config,
+    save_clip_checkpoint,
+)
 from clips4.clip.text import text_embeddings
 
 __all__ = [
@@ -19,6 +26,7 @@ __all__ = [
     "dense_clip_features_sliding",
     "feature_stride",
     "load_clip",
+    "load_project_clip",
     "model_config",
     "normalize_images",
     "save_clip_checkpoint",

@@ -36,9 +36,12 @@ from open_clip.transformer import QuickGELU
 
 from clips4.errors import Clips4Error
 from clips4.io import atomic_write
+from clips4.params import Params
+from clips4.paths import MODELS_DIR, WEIGHTS_FILE_SUFFIXES
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
-SYNTH_CHECKPOINT = Path("models/clip.pt")
+#: The tiny CLIP that clip_pretrain trains (``clip.pretrained: synth``), relative to the project folder.
+SYNTH_CHECKPOINT = Path(MODELS_DIR) / "clip.pt"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -340,12 +343,14 @@ def load_clip(
     *,
     expected_sha256: str | None = None,
     allow_torchscript: bool = True,
+    synth_checkpoint: str | Path = SYNTH_CHECKPOINT,
 ) -> LoadedClip:
     """Load CLIP for inference.
 
-    ``pretrained`` is ``synth`` (``models/clip.pt`` from the ``clip_pretrain`` stage), a path to a local
-    checkpoint (clips4's format, an open_clip state dict, or OpenAI's TorchScript file), or an open_clip
-    pretrained tag such as ``openai`` (read from the local cache, never downloaded).
+    ``pretrained`` is ``synth`` (the tiny CLIP that the ``clip_pretrain`` stage wrote to ``synth_checkpoint``), a
+    path to a local checkpoint (clips4's format, an open_clip state dict, or OpenAI's TorchScript file), or an
+    open_clip pretrained tag such as ``openai`` (read from the local cache, never downloaded). The stages load
+    through :func:`load_project_clip`, which finds the tiny CLIP in the project's models/.
 
     Files are read with ``torch.load(weights_only=True)``. ``expected_sha256``: the sha256 a record holds for the
     file; another file is refused (:class:`WeightsMismatchError`) before it is read. ``allow_torchscript=False``
@@ -354,14 +359,15 @@ def load_clip(
     checked = {"expected_sha256": expected_sha256}
     if pretrained == "synth":
         require_packaged_model(model_name)
-        if not SYNTH_CHECKPOINT.is_file():
+        synth_file = Path(synth_checkpoint)
+        if not synth_file.is_file():
             raise Clips4Error(
-                f"{SYNTH_CHECKPOINT}: not found; clip.pretrained is 'synth', so train the tiny CLIP first: "
+                f"{synth_file}: not found; clip.pretrained is 'synth', so train the tiny CLIP first: "
                 "dvc repro clip_pretrain (or clips4 clip-pretrain)"
             )
         # A fixed place, not a path the user named: clips4's own format, never a TorchScript archive.
-        loaded = _load_checkpoint_file(SYNTH_CHECKPOINT, model_name, device, **checked, allow_torchscript=False)
-    elif Path(pretrained).suffix in (".pt", ".pth", ".bin", ".ckpt") or Path(pretrained).exists():
+        loaded = _load_checkpoint_file(synth_file, model_name, device, **checked, allow_torchscript=False)
+    elif Path(pretrained).suffix in WEIGHTS_FILE_SUFFIXES or Path(pretrained).exists():
         loaded = _load_checkpoint_file(
             Path(pretrained), model_name, device, **checked, allow_torchscript=allow_torchscript
         )
@@ -369,3 +375,13 @@ def load_clip(
         loaded = _load_tag(model_name, pretrained, device)
     loaded.model.to(device)
     return loaded
+
+
+def load_project_clip(
+    params: Params, device: str | torch.device = "cpu", *, models_dir: str | Path | None = None
+) -> LoadedClip:
+    """The CLIP that ``clip.model`` and ``clip.pretrained`` name; for ``synth``, clip.pt in ``models_dir`` (default:
+    the project's models/, beside the params file, wherever the command runs from)."""
+    models = params.project_path(MODELS_DIR) if models_dir is None else Path(models_dir)
+    synth_checkpoint = models / SYNTH_CHECKPOINT.name
+    return load_clip(params.clip.model, params.clip.pretrained, device, synth_checkpoint=synth_checkpoint)

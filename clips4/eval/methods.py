@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from clips4.cache.store import StoreError
-from clips4.clip.loading import LoadedClip, load_clip
+from clips4.clip.loading import LoadedClip, load_project_clip
 from clips4.errors import Clips4Error
 from clips4.eval.class_free import class_free_scores
 from clips4.eval.davis import DavisSummary
@@ -38,26 +38,29 @@ from clips4.inference.teacher import check_teacher
 from clips4.model.checkpoint import load_student
 from clips4.ops.metrics import per_class_iou
 from clips4.params import Params
+from clips4.paths import MODELS_DIR
 
 
 @dataclass
 class EvalContext:
     """What every method's builder gets: the classes to score (with prompt names), where to run, the folder of the
-    checkpoints, and the CLIP teacher (loaded once, on first use)."""
+    checkpoints (the tiny CLIP of ``clip.pretrained: synth`` included), and the CLIP teacher (loaded once, on first
+    use)."""
 
     params: Params
     classes: LanguageClasses
     device: torch.device
     dense_mode: str
-    models_dir: Path = Path("models")
+    models_dir: Path | None = None  # None: the project's models/, beside the params file
     _clip: LoadedClip | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.models_dir is None:
+            self.models_dir = self.params.project_path(MODELS_DIR)
 
     def clip(self) -> LoadedClip:
         if self._clip is None:
-            pretrained = self.params.clip.pretrained
-            if pretrained == "synth" and self.models_dir != Path("models"):
-                pretrained = str(self.models_dir / "clip.pt")  # the tiny CLIP that clip_pretrain wrote there
-            self._clip = load_clip(self.params.clip.model, pretrained, device=self.device)
+            self._clip = load_project_clip(self.params, self.device, models_dir=self.models_dir)
         return self._clip
 
     @property

@@ -30,6 +30,7 @@ from clips4.errors import Clips4Error
 from clips4.inference.language import text_scores
 from clips4.inference.names import check_name_lengths
 from clips4.inference.reading import ReadSettings, clip_features, student_features
+from clips4.paths import STUDENT_CHECKPOINT
 
 #: Label value of pixels left unlabelled by ``threshold`` (and the most classes one label PNG can hold).
 UNLABELLED = 255
@@ -141,7 +142,7 @@ class Segmenter:
     @classmethod
     def from_checkpoint(
         cls,
-        path: str | Path = "models/clips4.pt",
+        path: str | Path = STUDENT_CHECKPOINT,
         *,
         device: str | torch.device | None = None,
         teacher: bool = False,

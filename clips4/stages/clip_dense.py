@@ -21,7 +21,7 @@ import numpy as np
 
 from clips4.cache.store import ArraySpec, ChunkedStore, code_digest, rows_per_chunk, sharded_layout
 from clips4.params import Params
-from clips4.stages.common import DENSE_STORE, ImageList, StageResult, image_list
+from clips4.stages.common import DENSE_STORE, ImageList, StageResult, image_list, store_or_default
 
 
 def dense_parts(params: Params, identity: Any, images: ImageList) -> dict[str, Any]:
@@ -38,18 +38,20 @@ def dense_parts(params: Params, identity: Any, images: ImageList) -> dict[str, A
 
 
 def run_clip_dense(
-    params: Params, out: str | Path = DENSE_STORE, *, shard: tuple[int, int] = (0, 1), rebuild: bool = False
+    params: Params, out: str | Path | None = None, *, shard: tuple[int, int] = (0, 1), rebuild: bool = False
 ) -> StageResult:
-    """Cache the dense CLIP features of every image (GPU when present); resumes an interrupted store (a stale one
-    holding finished work is replaced only with ``rebuild``)."""
+    """Cache the dense CLIP features of every image (GPU when present) into ``out`` (default: the project's
+    data/cache/clip_dense.zarr); resumes an interrupted store (a stale one holding finished work is replaced only
+    with ``rebuild``)."""
     from tqdm import tqdm
 
-    from clips4.clip import feature_stride, load_clip
+    from clips4.clip import feature_stride, load_project_clip
     from clips4.clip.dense import padded_dense_features
     from clips4.clip.loading import compute_device
 
+    out = store_or_default(params, out, DENSE_STORE)
     device = compute_device()
-    loaded = load_clip(params.clip.model, params.clip.pretrained)
+    loaded = load_project_clip(params)
     loaded.model.to(device).eval()
     images = image_list(params)
     step = feature_stride(loaded.model.visual)

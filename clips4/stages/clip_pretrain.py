@@ -12,7 +12,14 @@ from pathlib import Path
 
 import torch
 
-from clips4.clip.loading import LoadedClip, load_clip, model_config, save_clip_checkpoint, tokenizer_for
+from clips4.clip.loading import (
+    SYNTH_CHECKPOINT,
+    LoadedClip,
+    load_project_clip,
+    model_config,
+    save_clip_checkpoint,
+    tokenizer_for,
+)
 from clips4.clip.pretrain import load_images_and_captions, state_dict_sha256, train_tiny_clip, zero_shot_recall_at_k
 from clips4.data.layouts import open_dataset
 from clips4.io import atomic_write, atomic_write_json
@@ -55,7 +62,7 @@ def _train(params: Params, checkpoint: Path) -> PretrainResult:
 
 
 def _record(params: Params, checkpoint: Path) -> PretrainResult:
-    loaded = load_clip(params.clip.model, params.clip.pretrained)  # a missing cache fails here, early
+    loaded = load_project_clip(params)  # a missing cache fails here, early
     sha = loaded.sha256 or state_dict_sha256(loaded.model)
     reference = {"model_name": loaded.model_name, "source": loaded.source, "sha256": sha}
     reference["quick_gelu"] = loaded.quick_gelu
@@ -75,10 +82,19 @@ def _record(params: Params, checkpoint: Path) -> PretrainResult:
     )
 
 
-def run_clip_pretrain(
-    params: Params, checkpoint: Path = Path("models/clip.pt"), record: Path = Path("models/clip.json")
-) -> PretrainResult:
-    """Train (synth) or record (real weights) into ``checkpoint``, then write ``record`` as JSON."""
+def clip_outputs(params: Params) -> tuple[Path, Path]:
+    """The project's models/clip.pt (what ``clip.pretrained: synth`` loads) and models/clip.json, beside the params
+    file."""
+    checkpoint = params.project_path(SYNTH_CHECKPOINT)
+    return checkpoint, checkpoint.with_suffix(".json")
+
+
+def run_clip_pretrain(params: Params, checkpoint: Path | None = None, record: Path | None = None) -> PretrainResult:
+    """Train (synth) or record (real weights) into ``checkpoint``, then write ``record`` as JSON (defaults:
+    :func:`clip_outputs`)."""
+    default_checkpoint, default_record = clip_outputs(params)
+    checkpoint = default_checkpoint if checkpoint is None else checkpoint
+    record = default_record if record is None else record
     if params.clip.pretrained == "synth":
         result = _train(params, checkpoint)
         config = model_config(params.clip.model)

@@ -27,14 +27,18 @@ from clips4.params import Params
 from clips4.paths import DEFAULT_CACHE_DIR
 from clips4.workers import worker_count
 
-CACHE_DIR = Path(DEFAULT_CACHE_DIR)
-CONTOURS_STORE = CACHE_DIR / "contours.zarr"
-SUPERPIXELS_STORE = CACHE_DIR / "superpixels.zarr"
-DENSE_STORE = CACHE_DIR / "clip_dense.zarr"
-SEGMENTS_STORE = CACHE_DIR / "segments.zarr"
-PROTOTYPES_STORE = CACHE_DIR / "prototypes.zarr"
-#: Where the ucm stage writes segments.json and figures/ (the CLI puts them beside a non-default --cache-dir).
-REPORTS_DIR = Path("reports")
+#: The stores' names in the cache folder (the project's data/cache, or ``--cache-dir``).
+CONTOURS_STORE = "contours.zarr"
+SUPERPIXELS_STORE = "superpixels.zarr"
+DENSE_STORE = "clip_dense.zarr"
+SEGMENTS_STORE = "segments.zarr"
+PROTOTYPES_STORE = "prototypes.zarr"
+
+
+def store_or_default(params: Params, path: str | Path | None, store: str) -> str | Path:
+    """``path`` when given (as given: relative to the current folder, or a URL), else ``store`` in the project's
+    cache folder: data/cache beside the params file, wherever the stage runs from."""
+    return path if path is not None else params.project_path(DEFAULT_CACHE_DIR) / store
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from clips4.cache.store import ArraySpec, ChunkedStore, code_digest, rows_per_chunk, sharded_layout
 from clips4.params import Params
-from clips4.stages.common import CONTOURS_STORE, ImageList, StageResult, fill_units, image_list
+from clips4.stages.common import CONTOURS_STORE, ImageList, StageResult, fill_units, image_list, store_or_default
 
 
 def contours_parts(params: Params, images: ImageList) -> dict[str, Any]:
@@ -41,15 +41,18 @@ def contours_parts(params: Params, images: ImageList) -> dict[str, Any]:
 
 def run_contours(
     params: Params,
-    out: str | Path = CONTOURS_STORE,
+    out: str | Path | None = None,
     *,
     workers: int = 0,
     shard: tuple[int, int] = (0, 1),
     rebuild: bool = False,
 ) -> StageResult:
-    """Detect contours (``contours.method``) on every image; resumes an interrupted store, and replaces a stale
-    one that holds finished work only with ``rebuild``."""
+    """Detect contours (``contours.method``) on every image into ``out`` (default: the project's
+    data/cache/contours.zarr); resumes an interrupted store, and replaces a stale one that holds finished work only
+    with ``rebuild``."""
     from clips4.superpixels.contours import contour_rows
+
+    out = store_or_default(params, out, CONTOURS_STORE)
 
     if params.contours.method == "hed":  # fail on missing weights before any work, with the weights' help
         from clips4.superpixels.hed import load_hed

@@ -9,9 +9,7 @@ from pathlib import Path
 
 from clips4.data.manifest import write_manifest
 from clips4.params import Params
-
-DATASET_MANIFEST = Path("data/manifests/dataset.md5")
-VIDEO_MANIFEST = Path("data/manifests/video.md5")
+from clips4.paths import DATASET_MANIFEST, VIDEO_MANIFEST
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,8 +21,12 @@ class ManifestResult:
 
 
 def run_dataset_manifest(
-    params: Params, dataset_out: Path = DATASET_MANIFEST, video_out: Path = VIDEO_MANIFEST
+    params: Params, dataset_out: Path | None = None, video_out: Path | None = None
 ) -> ManifestResult:
+    """The manifests into ``dataset_out`` and ``video_out`` (defaults: the project's data/manifests/, beside the
+    params file)."""
+    dataset_out = params.project_path(DATASET_MANIFEST) if dataset_out is None else dataset_out
+    video_out = params.project_path(VIDEO_MANIFEST) if video_out is None else video_out
     dataset_files = write_manifest(Path(params.dataset.root), dataset_out, desc="dataset manifest")
     video_files = write_manifest(Path(params.video.root), video_out, desc="video manifest")
     return ManifestResult(

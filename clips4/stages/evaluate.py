@@ -36,7 +36,8 @@ from clips4.eval.video import propagate_video_set
 from clips4.inference.language import language_classes
 from clips4.io import atomic_write_json
 from clips4.params import Params
-from clips4.stages.common import CACHE_DIR, DENSE_STORE, SUPERPIXELS_STORE
+from clips4.paths import DEFAULT_CACHE_DIR, MODELS_DIR
+from clips4.stages.common import DENSE_STORE, SUPERPIXELS_STORE
 
 
 @dataclass(frozen=True)
@@ -65,18 +66,21 @@ class EvaluateResult:
 
 def run_evaluate(
     params: Params,
-    reports_dir: Path | None = Path("reports"),
+    reports_dir: Path | None,
     dense_mode: str | None = None,
     *,
-    cache_dir: Path = CACHE_DIR,
-    models_dir: Path = Path("models"),
+    cache_dir: Path | None = None,
+    models_dir: Path | None = None,
     methods: dict[str, Builder] | None = None,
     split: str | None = None,
 ) -> EvaluateResult:
     """Score every available method on ``split`` (default ``dataset.val_split``; ``dataset.tune_split`` to choose
-    by); write the reports into ``reports_dir`` (``None``: write nothing, and propagate the videos into a temporary
-    folder). ``dense_mode`` overrides ``clip.dense_mode``; ``cache_dir`` holds superpixels.zarr and clip_dense.zarr
-    (which must hold the split), ``models_dir`` the checkpoints."""
+    by); write the reports into ``reports_dir`` (the project's: ``params.project_path("reports")``; ``None``: write
+    nothing, and propagate the videos into a temporary folder). ``dense_mode`` overrides ``clip.dense_mode``;
+    ``cache_dir`` holds superpixels.zarr and clip_dense.zarr (which must hold the split), ``models_dir`` the
+    checkpoints (defaults: the project's data/cache and models/, beside the params file, wherever this runs from)."""
+    cache_dir = params.project_path(DEFAULT_CACHE_DIR) if cache_dir is None else Path(cache_dir)
+    models_dir = params.project_path(MODELS_DIR) if models_dir is None else Path(models_dir)
     mode = dense_mode or params.clip.dense_mode
     split = split or params.dataset.val_split
     val = open_dataset(params.dataset.name, params.dataset.root, split)
@@ -93,14 +97,14 @@ def run_evaluate(
         radius=params.video.radius,
         temperature=params.video.temperature,
     )
-    context = EvalContext(params, classes, compute_device(), mode, Path(models_dir))
+    context = EvalContext(params, classes, compute_device(), mode, models_dir)
     segmenters = {name: s for name, build in (methods or METHODS).items() if (s := build(context)) is not None}
     students = any(is_student(s) for s in segmenters.values())
     data = probe_data(
         params,
         context.clip() if students else None,
-        superpixels_path=Path(cache_dir) / SUPERPIXELS_STORE.name,
-        dense_path=Path(cache_dir) / DENSE_STORE.name,
+        superpixels_path=cache_dir / SUPERPIXELS_STORE,
+        dense_path=cache_dir / DENSE_STORE,
         split=split,
         train_count=params.eval.knn.train_images,
         avgsim=students,

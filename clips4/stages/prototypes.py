@@ -33,7 +33,7 @@ from clips4.cache.store import StoreError, fingerprint, open_for_reading, write_
 from clips4.classes import class_text, held_out_classes
 from clips4.errors import Clips4Error
 from clips4.params import Params, ParamsError
-from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SEGMENTS_STORE
+from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SEGMENTS_STORE, store_or_default
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,17 +137,21 @@ def clip_cluster_segments(params: Params, dense: str | Path) -> SegmentSource:
 
 def run_prototypes(
     params: Params,
-    segments: str | Path = SEGMENTS_STORE,
-    out: str | Path = PROTOTYPES_STORE,
-    dense: str | Path = DENSE_STORE,
+    segments: str | Path | None = None,
+    out: str | Path | None = None,
+    dense: str | Path | None = None,
 ) -> PrototypesResult:
-    """Known prototypes by FAISS top-m over the train segments (``prototypes.source``), and random unknown ones."""
+    """Known prototypes by FAISS top-m over the train segments (``prototypes.source``), and random unknown ones.
+    The stores default to the project's, in data/cache beside the params file."""
     import torch
 
-    from clips4.clip import load_clip
+    from clips4.clip import load_project_clip
     from clips4.data.layouts import open_dataset
     from clips4.prototypes import draw_unknowns, known_classes, known_prototypes, top_m_segments, unknown_prototypes
 
+    segments = store_or_default(params, segments, SEGMENTS_STORE)
+    out = store_or_default(params, out, PROTOTYPES_STORE)
+    dense = store_or_default(params, dense, DENSE_STORE)
     kmeans = params.prototypes.source == "clip_kmeans"
     source = clip_cluster_segments(params, dense) if kmeans else superpixel_segments(params, segments)
     embeddings, (first, stop) = source.embeddings, source.rows
@@ -156,7 +160,7 @@ def run_prototypes(
     held_out = held_out_classes(params)
     names, indices = known_classes(class_names, held_out)
 
-    loaded = load_clip(params.clip.model, params.clip.pretrained)
+    loaded = load_project_clip(params)
     identity = {"model_name": loaded.model_name, "weights": loaded.sha256 or loaded.source}
     recorded = clip_identity(source.attrs, source.path)
     if identity != recorded:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from clips4.cache.api import open_complete
 from clips4.classes import class_folds
-from clips4.clip.loading import compute_device, load_clip
+from clips4.clip.loading import compute_device, load_project_clip
 from clips4.data.layouts import open_dataset
 from clips4.data.splits import require_images
 from clips4.errors import Clips4Error
 from clips4.inference.language import language_classes
 from clips4.io import atomic_write
 from clips4.params import Params
-from clips4.paths import DEFAULT_CACHE_DIR
+from clips4.paths import DEFAULT_CACHE_DIR, MODELS_DIR, REPORTS_DIR
 from clips4.report.compose import FIGURE_FILES, ImageFigureInputs, draw_image_figures
 from clips4.report.encoders import STUDENT_FILES, build_methods
 from clips4.report.inputs import read_results
@@ -72,18 +72,22 @@ def settings_lines(params: Params, images: int, classes: int, held_out: tuple[st
 def run_report(
     params: Params,
     *,
-    reports_dir: Path = Path("reports"),
-    cache_dir: str = DEFAULT_CACHE_DIR,
-    models_dir: Path = Path("models"),
+    reports_dir: Path | None = None,
+    cache_dir: str | None = None,
+    models_dir: Path | None = None,
 ) -> ReportResult:
-    """Write ``reports_dir``/report.md and its figures; see the module docstring for what is read."""
+    """Write ``reports_dir``/report.md and its figures; see the module docstring for what is read. The folders
+    default to the project's (reports/, data/cache, models/ beside the params file), wherever this runs from."""
+    reports_dir = params.project_path(REPORTS_DIR) if reports_dir is None else Path(reports_dir)
+    cache_dir = str(params.project_path(DEFAULT_CACHE_DIR)) if cache_dir is None else cache_dir
+    models_dir = params.project_path(MODELS_DIR) if models_dir is None else Path(models_dir)
     results = read_results(reports_dir)
     split = params.dataset.val_split
     dataset = open_dataset(params.dataset.name, params.dataset.root, split)
     require_images(params.dataset.name, dataset, split, "val_split")
     classes = language_classes(params.dataset.name, dataset.class_names)
     device = compute_device()
-    loaded = load_clip(params.clip.model, params.clip.pretrained, device=device)
+    loaded = load_project_clip(params, device, models_dir=models_dir)
     methods = build_methods(params, loaded, classes, models_dir, device)
     searched, source = retrieval_classes(params, dataset.class_names)
     held_out = searched if params.fold is not None else ()

@@ -32,7 +32,14 @@ from clips4.cache.store import (
     sharded_layout,
 )
 from clips4.params import Params
-from clips4.stages.common import DENSE_STORE, SEGMENTS_STORE, SUPERPIXELS_STORE, StageResult, fill_units
+from clips4.stages.common import (
+    DENSE_STORE,
+    SEGMENTS_STORE,
+    SUPERPIXELS_STORE,
+    StageResult,
+    fill_units,
+    store_or_default,
+)
 
 
 def dense_rows_for(superpixel_ids: list[str], dense_ids: list[str], dense_path: str | Path) -> np.ndarray:
@@ -65,17 +72,22 @@ def require_same_sizes(
 
 def run_segments(
     params: Params,
-    superpixels: str | Path = SUPERPIXELS_STORE,
-    dense: str | Path = DENSE_STORE,
-    out: str | Path = SEGMENTS_STORE,
+    superpixels: str | Path | None = None,
+    dense: str | Path | None = None,
+    out: str | Path | None = None,
     *,
     workers: int = 0,
     shard: tuple[int, int] = (0, 1),
     rebuild: bool = False,
 ) -> StageResult:
     """Mean dense CLIP embedding of every superpixel; resumes an interrupted store (a stale one holding finished
-    work is replaced only with ``rebuild``)."""
+    work is replaced only with ``rebuild``). The stores default to the project's, in data/cache beside the params
+    file."""
     from clips4.ops.segment_means import grid_segment_rows
+
+    superpixels = store_or_default(params, superpixels, SUPERPIXELS_STORE)
+    dense = store_or_default(params, dense, DENSE_STORE)
+    out = store_or_default(params, out, SEGMENTS_STORE)
 
     regions = open_for_reading(superpixels, "superpixels", stage="ucm")
     features = open_for_reading(dense, "clip_dense", stage="clip-dense")

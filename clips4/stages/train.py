@@ -18,19 +18,20 @@ from pathlib import Path
 from clips4.errors import Clips4Error
 from clips4.io import atomic_write_json
 from clips4.params import Params
-from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SUPERPIXELS_STORE
+from clips4.paths import TRAIN_OUTPUTS
+from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SUPERPIXELS_STORE, store_or_default
 
-MODEL_PATH = Path("models/clips4.pt")
-METRICS_PATH = Path("models/clips4.json")
-LIVE_DIR = Path("reports/train")
-#: The baselines ``--baseline`` trains, with their default output paths (checkpoint, metrics, dvclive folder).
+#: The baselines ``--baseline`` trains, with their default outputs (as :data:`clips4.paths.TRAIN_OUTPUTS`).
 BASELINES = {
-    "maskclip-plus": (
-        Path("models/maskclip_plus.pt"),
-        Path("models/maskclip_plus.json"),
-        Path("reports/train_maskclip_plus"),
-    ),
+    "maskclip-plus": ("models/maskclip_plus.pt", "models/maskclip_plus.json", "reports/train_maskclip_plus"),
 }
+
+
+def default_outputs(params: Params, baseline: str | None = None) -> tuple[Path, Path, Path]:
+    """The checkpoint, metrics file and dvclive folder of a run (of ``baseline``, if given) in the project's
+    models/ and reports/, beside the params file."""
+    checkpoint, metrics, live_dir = BASELINES[baseline] if baseline else TRAIN_OUTPUTS
+    return params.project_path(checkpoint), params.project_path(metrics), params.project_path(live_dir)
 
 
 @dataclass(frozen=True)
@@ -60,28 +61,36 @@ class TrainStageResult:
 def run_train(
     params: Params,
     *,
-    dense: str | Path = DENSE_STORE,
-    superpixels: str | Path = SUPERPIXELS_STORE,
-    prototypes: str | Path = PROTOTYPES_STORE,
-    out: str | Path = MODEL_PATH,
-    metrics: str | Path = METRICS_PATH,
-    live_dir: str | Path | None = LIVE_DIR,
+    dense: str | Path | None = None,
+    superpixels: str | Path | None = None,
+    prototypes: str | Path | None = None,
+    out: str | Path | None = None,
+    metrics: str | Path | None = None,
+    live_dir: str | Path | None = None,
     stop_after: int | None = None,
     progress: bool = True,
     baseline: str | None = None,
 ) -> TrainStageResult:
     """Train (resuming from ``out`` when it holds this configuration's run), then score the student on val.
-    ``baseline`` (a name in :data:`BASELINES`) trains that baseline instead of CLIP-S4 (prototypes unused)."""
+    ``baseline`` (a name in :data:`BASELINES`) trains that baseline instead of CLIP-S4 (prototypes unused). Paths
+    not given are the project's (:func:`default_outputs`, the stores in data/cache), beside the params file."""
     if baseline is not None and baseline not in BASELINES:
         raise Clips4Error(f"--baseline: unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
     import clips4.cache
-    from clips4.clip import load_clip
+    from clips4.clip import load_project_clip
     from clips4.train.distributed import setup_runtime, teardown
     from clips4.train.loop import TrainInputs, train_student
 
+    dense = store_or_default(params, dense, DENSE_STORE)
+    superpixels = store_or_default(params, superpixels, SUPERPIXELS_STORE)
+    prototypes = store_or_default(params, prototypes, PROTOTYPES_STORE)
+    default_out, default_metrics, default_live_dir = default_outputs(params, baseline)
+    out = default_out if out is None else out
+    metrics = default_metrics if metrics is None else metrics
+    live_dir = default_live_dir if live_dir is None else live_dir
     runtime = setup_runtime()
     try:
-        loaded = load_clip(params.clip.model, params.clip.pretrained)
+        loaded = load_project_clip(params)
         dense_store = clips4.cache.open(str(dense))
         if loaded.sha256 != dense_store.attrs.get("weights_sha256"):
             raise Clips4Error(

@@ -22,23 +22,29 @@ import numpy as np
 from clips4.cache.api import open_complete
 from clips4.cache.store import ArraySpec, ChunkedStore, code_digest, rows_per_chunk, sharded_layout
 from clips4.params import Params
-from clips4.stages.common import CONTOURS_STORE, REPORTS_DIR, SUPERPIXELS_STORE, StageResult, fill_units
+from clips4.paths import REPORTS_DIR
+from clips4.stages.common import CONTOURS_STORE, SUPERPIXELS_STORE, StageResult, fill_units, store_or_default
 
 
 def run_ucm(
     params: Params,
-    contours: str | Path = CONTOURS_STORE,
-    out: str | Path = SUPERPIXELS_STORE,
+    contours: str | Path | None = None,
+    out: str | Path | None = None,
     *,
     workers: int = 0,
     shard: tuple[int, int] = (0, 1),
     rebuild: bool = False,
-    reports_dir: str | Path = REPORTS_DIR,
+    reports_dir: str | Path | None = None,
 ) -> StageResult:
     """OWT-UCM and superpixels for every image of the contours store; resumes an interrupted store (a stale one
     holding finished work is replaced only with ``rebuild``). When complete, the quality report and its figures
-    go to ``reports_dir``."""
+    go to ``reports_dir``. The defaults are the project's: data/cache/contours.zarr, data/cache/superpixels.zarr
+    and reports/, beside the params file."""
     from clips4.superpixels.ucm import superpixel_rows
+
+    contours = store_or_default(params, contours, CONTOURS_STORE)
+    out = store_or_default(params, out, SUPERPIXELS_STORE)
+    reports_dir = params.project_path(REPORTS_DIR) if reports_dir is None else reports_dir
 
     source = open_complete(contours, "contours", stage="contours")
     rows = source.num_rows
