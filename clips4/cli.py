@@ -57,6 +57,8 @@ experiments_app = typer.Typer(
     help="The paper's tables as DVC experiments (pipeline/experiments.yaml).", no_args_is_help=True
 )
 app.add_typer(experiments_app, name="experiments")
+params_app = typer.Typer(help="Edit the params file (presets: pipeline/presets/).", no_args_is_help=True)
+app.add_typer(params_app, name="params")
 
 ParamsOption = Annotated[
     Path,
@@ -734,6 +736,54 @@ def report(
     typer.echo(
         f"wrote {result.report} with {len(result.figures)} figures (methods: {', '.join(result.methods)}){skipped}"
     )
+
+
+# --- params presets (pipeline/presets/) ---
+
+
+@params_app.command("preset")
+@user_errors
+def params_preset(
+    name: Annotated[str | None, typer.Argument(help="The preset: a file of --presets-dir, without .yaml.")] = None,
+    params: Annotated[
+        Path,
+        typer.Option(
+            "--params",
+            help="Params file to merge the preset into (it must exist; comments and key order are kept).",
+            dir_okay=False,
+        ),
+    ] = DEFAULT_PARAMS_PATH,
+    presets_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--presets-dir",
+            help="Folder of the presets (relative to the current folder, as experiments' --file).",
+            file_okay=False,
+            show_default="pipeline/presets",
+        ),
+    ] = None,
+    list_presets: Annotated[bool, typer.Option("--list", help="List the presets and what each sets.")] = False,
+) -> None:
+    """Merge a preset's params into the params file (validated first; nothing is written if the result is invalid),
+    so that `dvc repro` reruns the stages that read them. Presets stack: a dataset's, then paper, then davis."""
+    import json
+
+    from clips4 import presets
+
+    folder = presets_dir or presets.PRESETS_DIR
+    if list_presets and name is None:
+        for preset in presets.list_presets(folder):
+            typer.echo(f"{preset.name:14s} {preset.description}")
+        return
+    if name is None or list_presets:
+        raise fail("give a preset NAME, or --list alone to see them", code=2)
+    preset = presets.load_preset(name, folder)
+    with writing(params, "--params"):
+        changed = presets.apply_preset(preset, params)
+    for key, (old, new) in changed.items():  # JSON spells values as YAML does: true, null, 0.001
+        typer.echo(f"  {key}: {json.dumps(old)} -> {json.dumps(new)}")
+    unchanged = len(preset.values) - len(changed)
+    typer.echo(f"{params}: preset {preset.name}: {len(changed)} values changed, {unchanged} already set")
 
 
 # --- experiments (pipeline/experiments.yaml) ---

@@ -224,6 +224,13 @@ class LossParams:
     semantic_targets: str = _choice("prototypes", "prototypes", "text")  # known classes: prototypes or class text
     segments: str = _choice("kmeans", "kmeans", "superpixels")  # L_t/L_e/L_s segments: k-means within superpixels
     semantic_soft_targets: bool = False  # L_s against CLIP's softmax over the prototypes instead of its argmax
+    # L_t scores this many of the batch's pixels (over both views), drawn at random each step (0: every pixel); a
+    # cost bound: the P x (segments + memory bank) logits grow with it
+    contrastive_pixels: int = _int(2048, 0)
+    # A pixel's own segment in L_t. Its positives are the segments of its superpixel in both views; ``positive``
+    # keeps its own one among them (Eq. 1, SegSort), ``excluded`` leaves it out of both sums wherever another
+    # positive remains (SegSort's "segsort+": only the other view's segments and the superpixel's other clusters)
+    contrastive_own_segment: str = _choice("positive", "positive", "excluded")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 GUARDED_FOLDERS = tuple(str(REPO / name) + os.sep for name in ("models", "reports", "data"))
 GUARDED_FILES = (str(REPO / "params.yaml"),)
 #: Tests that read the shipped params.yaml on purpose: it must validate (read only, never written).
-READS_SHIPPED_PARAMS = {"tests/test_params.py::test_repo_params_file_is_valid"}
+READS_SHIPPED_PARAMS = {
+    "tests/test_params.py::test_repo_params_file_is_valid",
+    "tests/test_presets.py::test_the_command_changes_the_presets_keys_only_and_keeps_the_comments",
+    "tests/test_presets.py::test_presets_stack_on_the_shipped_params",
+}
 
 _opened: list[str] = []
 

@@ -38,6 +38,8 @@ def test_defaults_match_the_paper():
         ({"kappa": 0}, "kappa", "> 0"),
         ({"fold": 4}, "fold", "[0, 3]"),
         ({"losses": {"semantic": "yes"}}, "losses.semantic", "true or false"),
+        ({"losses": {"contrastive_pixels": -1}}, "losses.contrastive_pixels", ">= 0"),
+        ({"losses": {"contrastive_own_segment": "dropped"}}, "losses.contrastive_own_segment", "positive, excluded"),
         ({"clip": {"dense_mode": "fancy"}}, "clip.dense_mode", "maskclip, clearclip"),
         ({"dataset": {"name": "imagenet"}}, "dataset.name", "synth, voc"),
         ({"train": {"lr": -0.1}}, "train.lr", "> 0"),

@@ -80,6 +80,29 @@ class PixelBaseline:
         return digest.hexdigest()[:32]
 
 
+def criterion_from_params(params: Params, known: torch.Tensor, unknown: torch.Tensor) -> ClipS4Criterion:
+    """CLIP-S4's criterion as ``params`` configure it (``kappa``, ``segments_per_view``, ``losses.*``), over the
+    ``known`` and ``unknown`` prototypes (the unknown ones dropped without ``losses.use_unknowns``)."""
+    losses = params.losses
+    return ClipS4Criterion(
+        known,
+        unknown if losses.use_unknowns else unknown[:0],
+        contrastive=losses.contrastive,
+        embedding=losses.embedding,
+        semantic=losses.semantic,
+        kappa=params.kappa,
+        contrastive_weight=losses.contrastive_weight,
+        embedding_weight=losses.embedding_weight,
+        semantic_weight=losses.semantic_weight,
+        unknown_weight=losses.unknown_weight,
+        semantic_temperature=losses.semantic_temperature,
+        segments_per_view=params.segments_per_view if losses.segments == "kmeans" else 0,
+        sampled_pixels=losses.contrastive_pixels,
+        exclude_own_segment=losses.contrastive_own_segment == "excluded",
+        semantic_soft_targets=losses.semantic_soft_targets,
+    )
+
+
 class Objective:
     """The losses of a training run and the state they carry between steps."""
 
@@ -98,26 +121,8 @@ class Objective:
 
     @classmethod
     def from_params(cls, params: Params, prototypes_path: str, embed_dim: int, device: torch.device) -> Objective:
-        losses = params.losses
-        known, unknown, fingerprint = load_prototypes(prototypes_path, embed_dim, losses.semantic_targets)
-        if not losses.use_unknowns:
-            unknown = unknown[:0]
-        criterion = ClipS4Criterion(
-            known,
-            unknown,
-            contrastive=losses.contrastive,
-            embedding=losses.embedding,
-            semantic=losses.semantic,
-            kappa=params.kappa,
-            contrastive_weight=losses.contrastive_weight,
-            embedding_weight=losses.embedding_weight,
-            semantic_weight=losses.semantic_weight,
-            unknown_weight=losses.unknown_weight,
-            semantic_temperature=losses.semantic_temperature,
-            segments_per_view=params.segments_per_view if losses.segments == "kmeans" else 0,
-            semantic_soft_targets=losses.semantic_soft_targets,
-        ).to(device)
-        return cls(params, criterion, fingerprint)
+        known, unknown, fingerprint = load_prototypes(prototypes_path, embed_dim, params.losses.semantic_targets)
+        return cls(params, criterion_from_params(params, known, unknown).to(device), fingerprint)
 
     @classmethod
     def for_baseline(cls, params: Params, baseline: PixelBaseline, embed_dim: int, device: torch.device) -> Objective:
