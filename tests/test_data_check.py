@@ -21,7 +21,7 @@ def check(root, fmt):
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("world") / "synth"
-    write_world(SynthParams(image_size=48, train_images=6, val_images=3), seed=0, out=root, workers=1)
+    write_world(SynthParams(image_size=48, train_images=6, val_images=3, tune_images=2), seed=0, out=root, workers=1)
     return root
 
 

@@ -17,7 +17,7 @@ from clips4.stages.clip_pretrain import run_clip_pretrain
 from clips4.stages.evaluate import run_evaluate
 
 TINY = {
-    "synth": {"image_size": 32, "train_images": 48, "val_images": 8},
+    "synth": {"image_size": 32, "train_images": 48, "val_images": 8, "tune_images": 0},
     "clip": {
         "model": "clips4-test-vit",
         "pretrained": "synth",

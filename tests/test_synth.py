@@ -33,9 +33,10 @@ def world(tmp_path_factory):
 
 
 def test_same_seed_gives_byte_identical_files(world, tmp_path):
-    again = write_world(TINY, seed=3, out=tmp_path / "synth", workers=2)  # and in parallel
+    again, _ = write_world(TINY, seed=3, out=tmp_path / "synth", workers=2)  # and in parallel
     assert tree_digest(again) == tree_digest(world)
-    other = write_world(TINY, seed=4, out=tmp_path / "other", workers=1)
+    other, stats = write_world(TINY, seed=4, out=tmp_path / "other", workers=1)
+    assert stats == read_stats(other)  # what the stage prints is what it wrote
     assert tree_digest(other) != tree_digest(world)
 
 

@@ -367,8 +367,9 @@ def _jobs(params: SynthParams, seed: int, root: Path) -> Iterator[tuple[SynthPar
             yield params, seed, split, index, str(root)
 
 
-def write_world(params: SynthParams, seed: int, out: str | Path, workers: int = 0) -> Path:
-    """Generate the image world into ``out`` (Pascal VOC layout) and return it.
+def write_world(params: SynthParams, seed: int, out: str | Path, workers: int = 0) -> tuple[Path, dict[str, object]]:
+    """Generate the image world into ``out`` (Pascal VOC layout); return it and its statistics (also written to
+    ``stats.json`` beside it; returned so that the stage never reads the dataset it writes).
 
     Everything is written into ``<out>.partial`` and renamed at the end, so a killed run leaves the
     previous world (or none) in place, never a half-written one; a rerun starts the partial one afresh.
@@ -397,7 +398,7 @@ def write_world(params: SynthParams, seed: int, out: str | Path, workers: int = 
         if ids:  # a split of 0 images (synth.tune_images: 0) has no list, as a dataset without it
             (partial / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
     replace_dir(partial, out)
-    return out
+    return out, stats
 
 
 def read_stats(root: str | Path) -> dict[str, object]:

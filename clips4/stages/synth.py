@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clips4.data.synth import generate_image, read_stats, write_world
+from clips4.data.synth import generate_image, write_world
 from clips4.data.synth_video import write_videos
 from clips4.params import Params
 
@@ -26,7 +26,7 @@ class SynthResult:
 def run_synth(params: Params, out: Path, video_out: Path, workers: int = 0) -> SynthResult:
     """Generate the image world into ``out`` (with its statistics, ``stats.json``) and the videos into
     ``video_out``."""
-    image_root = write_world(params.synth, params.synth.seed, out, workers=workers)
+    image_root, stats = write_world(params.synth, params.synth.seed, out, workers=workers)
     video_root = write_videos(params.synth, params.synth.seed, video_out)
     return SynthResult(
         image_root=Path(image_root),
@@ -35,7 +35,7 @@ def run_synth(params: Params, out: Path, video_out: Path, workers: int = 0) -> S
         val_images=params.synth.val_images,
         tune_images=params.synth.tune_images,
         video_sequences=params.synth.video_sequences,
-        stats=read_stats(image_root),
+        stats=stats,
     )
 
 
