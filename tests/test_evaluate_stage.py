@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from train_world import build_train_project
+from train_world import build_train_project, train_project
 from typer.testing import CliRunner
 
 from clips4.cli import app
@@ -37,14 +36,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = load_params(root / "params.yaml")
     synth = dataclasses.replace(params.synth, video_sequences=2, video_frames=4)
     write_videos(synth, params.synth.seed, root / "data" / "synth_video")
-    previous = Path.cwd()
-    os.chdir(root)
-    try:
-        result = CliRunner().invoke(app, ["train"])
-    finally:
-        os.chdir(previous)
-    assert result.exit_code == 0, result.output
-    return root
+    return train_project(root)
 
 
 def _numbers_only(payload: dict) -> bool:

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from train_world import build_train_project
+from train_world import build_train_project, train_project
 from typer.testing import CliRunner
 
 from clips4.cache import open as open_store
@@ -22,15 +21,7 @@ TUNE = {"synth": {"tune_images": 4}, "dataset": {"tune_split": "tune"}, "video":
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = build_train_project(tmp_path_factory.mktemp("tune"), TUNE)
-    previous = Path.cwd()
-    os.chdir(root)
-    try:
-        result = CliRunner().invoke(app, ["train"])
-    finally:
-        os.chdir(previous)
-    assert result.exit_code == 0, result.output
-    return root
+    return train_project(build_train_project(tmp_path_factory.mktemp("tune"), TUNE))
 
 
 def test_caches_hold_the_tune_split_after_train_and_val(project):

@@ -56,3 +56,19 @@ def build_train_project(root: Path, overrides: dict | None = None) -> Path:
     finally:
         os.chdir(previous)
     return root
+
+
+def train_project(root: Path) -> Path:
+    """Run `clips4 train` in the project ``root`` (as `dvc repro` does, from its folder) and return ``root``."""
+    from typer.testing import CliRunner
+
+    from clips4.cli import app
+
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        result = CliRunner().invoke(app, ["train"])
+    finally:
+        os.chdir(previous)
+    assert result.exit_code == 0, result.output
+    return root
