@@ -74,6 +74,9 @@ class SynthParams:
     """
 
     seed: int = _int(0, 0)
+    # shapes: the default world; workshop: the second one, other classes, textures and shapes, thin and small things
+    # (clips4/data/synth.py WORLDS), for checking that a default holds beyond one world
+    world: str = _choice("shapes", "shapes", "workshop")
 
     image_size: int = _int(96, 32, 1024)
     # Rectangular images (benchmarks/bench_scale.py: 500x375, VOC/COCO-like); null: image_size. Not in params.yaml,
@@ -221,6 +224,9 @@ class LossParams:
     unknown_weight: float = _float(1.0, 0.0, open_lo=True)  # L_u (moves the unknown prototypes only)
     semantic_temperature: float = _float(0.1, 0.0, 10.0, open_lo=True)  # softmax temperature of L_s
     use_unknowns: bool = True  # L_s over known + unknown prototypes (false: known only, and no L_u)
+    # CLIP's label is an unknown prototype only where it beats every known one by more than this cosine (0: the
+    # paper's plain argmax; clips4.train.losses.clip_scores)
+    unknown_margin: float = _float(0.0, 0.0, 2.0)
     semantic_targets: str = _choice("prototypes", "prototypes", "text")  # known classes: prototypes or class text
     segments: str = _choice("kmeans", "kmeans", "superpixels")  # L_t/L_e/L_s segments: k-means within superpixels
     semantic_soft_targets: bool = False  # L_s against CLIP's softmax over the prototypes instead of its argmax

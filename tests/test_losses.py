@@ -103,6 +103,25 @@ def test_pseudo_labels_use_cosine_not_length():
     assert pseudo_labels(torch.stack([X + 2 * Y, 2 * X + Y]), prototypes).tolist() == [1, 0]
 
 
+def test_unknown_margin_keeps_a_segment_known_unless_an_unknown_wins_by_more():
+    # known prototype X, unknown prototype Y; the segment is a little nearer Y (cos 0.8 vs 0.6)
+    prototypes, segment = torch.stack([X, Y]), (0.6 * X + 0.8 * Y)[None]
+    assert pseudo_labels(segment, prototypes).tolist() == [1]  # the paper's argmax: unknown
+    assert pseudo_labels(segment, prototypes, known=1, margin=0.1).tolist() == [1]  # 0.8 - 0.1 > 0.6
+    assert pseudo_labels(segment, prototypes, known=1, margin=0.3).tolist() == [0]  # 0.8 - 0.3 < 0.6
+    assert pseudo_labels(segment, prototypes, known=2, margin=0.3).tolist() == [1]  # both known: no margin
+    # L_s's target follows the margin: the student on Y is right without it and wrong with it
+    plain = semantic_consistency(Y[None], segment, prototypes, 0.1)
+    assert semantic_consistency(Y[None], segment, prototypes, 0.1, known=1, margin=0.3) > plain + 5
+
+
+def test_criterion_unknown_margin_sends_fewer_segments_to_the_unknowns():
+    _, views = _student_views()
+    plain, margin = _criterion(), _criterion(unknown_margin=2.0)  # cosines differ by at most 2: nothing unknown
+    assert plain(views).terms["unknown"].item() > 0
+    assert margin(views).terms["unknown"].item() == 0
+
+
 def test_unknown_prototype_loss_over_assigned_segments_only():
     unknown = torch.stack([X, Y])
     clip = torch.stack([X + Y, Y, X])

@@ -39,6 +39,7 @@ def test_defaults_match_the_paper():
         ({"fold": 4}, "fold", "[0, 3]"),
         ({"losses": {"semantic": "yes"}}, "losses.semantic", "true or false"),
         ({"losses": {"contrastive_pixels": -1}}, "losses.contrastive_pixels", ">= 0"),
+        ({"losses": {"unknown_margin": -0.1}}, "losses.unknown_margin", "[0.0, 2.0]"),
         ({"losses": {"contrastive_own_segment": "dropped"}}, "losses.contrastive_own_segment", "positive, excluded"),
         ({"clip": {"dense_mode": "fancy"}}, "clip.dense_mode", "maskclip, clearclip"),
         ({"dataset": {"name": "imagenet"}}, "dataset.name", "synth, voc"),

@@ -165,3 +165,8 @@ def test_the_loss_keys_reach_the_contrastive_loss():
     configured = criterion_from_params(params_from_dict(raw), known, unknown)
     assert (configured.contrastive.sampled_pixels, configured.contrastive.exclude_own_segment) == (100, True)
     assert configured.unknown.shape[0] == 0 and default.unknown.shape[0] == 7  # use_unknowns drops them
+    assert default.unknown_margin == 0.0
+    assert (
+        criterion_from_params(params_from_dict({"losses": {"unknown_margin": 0.2}}), known, unknown).unknown_margin
+        == 0.2
+    )

@@ -9,7 +9,15 @@ from PIL import Image
 
 from clips4.data.davis import open_davis
 from clips4.data.layouts import open_dataset
-from clips4.data.synth import CLASS_NAMES, UNNAMED_NAMES, generate_image, read_stats, synth_folds, write_world
+from clips4.data.synth import (
+    CLASS_NAMES,
+    UNNAMED_NAMES,
+    WORLDS,
+    generate_image,
+    read_stats,
+    synth_folds,
+    write_world,
+)
 from clips4.data.synth_video import write_videos
 from clips4.data.types import IGNORE_INDEX
 from clips4.params import SynthParams
@@ -183,3 +191,33 @@ def test_preview_hatches_the_ignored_pixels_and_keeps_the_class_colours():
     hatched = hatch_ignored(colorize(label), label)
     np.testing.assert_array_equal(hatched[:, :6], colorize(label)[:, :6])
     assert set(np.unique(hatched[:, 6:])) == {0, 255}  # black and white stripes, no class colour
+
+
+def test_the_worlds_are_the_params_choices():
+    from dataclasses import fields
+
+    (world_field,) = [f for f in fields(SynthParams) if f.name == "world"]
+    assert set(world_field.metadata["choices"]) == set(WORLDS)
+    assert SynthParams().world == "shapes" and WORLDS["shapes"].class_names == CLASS_NAMES
+
+
+def test_the_workshop_world_has_its_own_concepts_and_keeps_its_thin_things(tmp_path):
+    workshop = WORLDS["workshop"]
+    assert not set(workshop.class_names + workshop.unnamed_names) & set(CLASS_NAMES + UNNAMED_NAMES)
+    params = SynthParams(world="workshop", train_images=3, val_images=2, tune_images=0, max_things=3)
+    root, _ = write_world(params, seed=0, out=tmp_path / "synth", workers=1)
+    assert (root / "classes.txt").read_text().split() == list(workshop.class_names)
+    assert sorted(n for fold in json.loads((root / "folds.json").read_text()).values() for n in fold) == sorted(
+        workshop.class_names
+    )
+    labelled, unnamed = set(), set()
+    for index in range(80):
+        sample = generate_image(params, 0, "train", index)
+        present = {workshop.class_names[c] for c in np.unique(sample.label) if c != IGNORE_INDEX}
+        assert present == set(sample.classes)
+        assert all(name in sample.caption for name in sample.classes + sample.unnamed)
+        labelled |= present
+        unnamed |= set(sample.unnamed)
+    # thin (pencil, wire, moon) and small (button) things survive the world's lower area floor into the masks
+    assert {"pencil", "wire", "moon", "button"} <= labelled
+    assert unnamed == set(workshop.unnamed_names)

@@ -62,6 +62,34 @@ class ThingClass:
     shape: str
     color_name: str
     color: tuple[int, int, int]
+    size: float = 1.0  # radius relative to the drawn one (a small thing: < 1)
+
+
+@dataclass(frozen=True)
+class World:
+    """One synthetic world's concepts: the named ``stuff`` and ``things`` (ids 0.. in the masks, in that order),
+    then the ``unnamed_stuff`` and ``unnamed_things`` (drawn and captioned, 255 in the masks)."""
+
+    name: str
+    stuff: tuple[StuffClass, ...]
+    things: tuple[ThingClass, ...]
+    unnamed_stuff: tuple[StuffClass, ...]
+    unnamed_things: tuple[ThingClass, ...]
+    min_area_fraction: float = MIN_AREA_FRACTION  # below it a concept is 255 and uncaptioned (thin things: lower)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The named classes (``classes.txt``)."""
+        return tuple(c.name for c in self.stuff + self.things)
+
+    @property
+    def concepts(self) -> tuple[StuffClass | ThingClass, ...]:
+        """Every concept drawn, by raw label id: the named classes first, then the unnamed ones."""
+        return self.stuff + self.things + self.unnamed_stuff + self.unnamed_things
+
+    @property
+    def unnamed_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.unnamed_stuff + self.unnamed_things)
 
 
 STUFF = (
@@ -82,9 +110,6 @@ THINGS = (
     ThingClass("ring", "ring", "orange", (250, 135, 15)),
     ThingClass("triangle", "triangle", "cyan", (30, 215, 215)),
 )
-CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in STUFF) + tuple(c.name for c in THINGS)
-"""The named classes (``classes.txt``), ids 0..13 in the masks."""
-
 # Unnamed concepts: in the images and the captions, 255 in the masks. Moss's colour is close to grass's and
 # rock's to road's (weak edges between a named and an unnamed region, as between Context's classes and the rest).
 UNNAMED_STUFF = (
@@ -95,9 +120,51 @@ UNNAMED_THINGS = (
     ThingClass("heart", "heart", "lime", (170, 235, 40)),
     ThingClass("cross", "cross", "blue", (45, 60, 225)),
 )
-CONCEPTS: tuple[StuffClass | ThingClass, ...] = STUFF + THINGS + UNNAMED_STUFF + UNNAMED_THINGS
-"""Every concept drawn, by raw label id: the named classes first, then the unnamed ones (ids 14..17)."""
-UNNAMED_NAMES: tuple[str, ...] = tuple(c.name for c in CONCEPTS[len(CLASS_NAMES) :])
+SHAPES_WORLD = World("shapes", STUFF, THINGS, UNNAMED_STUFF, UNNAMED_THINGS)
+"""The default world (``synth.world: shapes``)."""
+
+# The second world (``synth.world: workshop``), kept for checking that a default holds beyond the first one: other
+# classes, textures and shapes, with thin things (pencil, wire, crescent moon) and a small one (button, at 40 % of
+# the others' size); nothing shared with the shapes world but the rendering (weak edges, shadows, illumination).
+WORKSHOP_WORLD = World(
+    "workshop",
+    stuff=(
+        StuffClass("tiles", (200, 205, 195), "checker"),
+        StuffClass("carpet", (150, 30, 70), "dots"),
+        StuffClass("marble", (225, 220, 210), "veins"),
+        StuffClass("metal", (140, 150, 160), "brushed"),
+        StuffClass("fabric", (60, 110, 120), "hatch"),
+        StuffClass("leaves", (70, 115, 30), "blobs"),
+        StuffClass("gravel", (170, 150, 120), "gravel"),
+        StuffClass("concrete", (120, 120, 115), "cloudy"),
+    ),
+    things=(
+        ThingClass("pencil", "bar", "yellow", (245, 200, 20), 1.0),
+        ThingClass("wire", "thin_plus", "red", (220, 30, 35), 1.0),
+        ThingClass("moon", "crescent", "white", (250, 250, 235), 1.0),
+        ThingClass("button", "disc", "blue", (35, 70, 230), 0.4),
+        ThingClass("arrow", "arrow", "orange", (250, 130, 20), 1.0),
+        ThingClass("nut", "hexagon", "purple", (130, 50, 190), 1.0),
+    ),
+    unnamed_stuff=(
+        StuffClass("foam", (235, 235, 240), "bubbles"),
+        StuffClass("rust", (150, 80, 40), "blobs"),
+    ),
+    unnamed_things=(
+        ThingClass("hook", "hook", "green", (40, 200, 80), 1.0),
+        ThingClass("egg", "ellipse", "cream", (245, 225, 180), 0.7),
+    ),
+    # a pencil covers 0.4 r^2 (r = 12-21 px: 55-180 px), under the shapes world's 2 % of 96 x 96 = 184 px
+    min_area_fraction=0.005,
+)
+WORLDS = {world.name: world for world in (SHAPES_WORLD, WORKSHOP_WORLD)}
+"""The worlds ``synth.world`` chooses among."""
+
+CLASS_NAMES: tuple[str, ...] = SHAPES_WORLD.class_names
+"""The default world's named classes (``classes.txt``), ids 0..13 in the masks."""
+CONCEPTS: tuple[StuffClass | ThingClass, ...] = SHAPES_WORLD.concepts
+"""Every concept of the default world, by raw label id: the named classes first, then the unnamed ones (14..17)."""
+UNNAMED_NAMES: tuple[str, ...] = SHAPES_WORLD.unnamed_names
 UNNAMED_STUFF_PROBABILITY = 0.6
 """Chance that an image has one unnamed stuff region among its stuff."""
 UNNAMED_THING_PROBABILITY = 0.3
@@ -168,6 +235,35 @@ def _texture(stuff: StuffClass, rng: np.random.Generator, size: int) -> np.ndarr
         pattern = -0.45 * (np.abs(field) < 0.12) + 0.08 * fine + 0.08 * _smooth_noise(rng, size, 2 * scale)
     elif stuff.texture == "moss":  # soft blotches of light and dark
         pattern = 0.18 * _smooth_noise(rng, size, 1.5 * scale) + 0.06 * fine
+    # the workshop world's textures
+    elif stuff.texture == "checker":  # tiles: a grid of squares alternating light and dark, thin grout lines
+        cell = 12 * scale
+        pattern = 0.12 * ((np.floor(yy / cell) + np.floor(xx / cell)) % 2 - 0.5) + 0.03 * fine
+        pattern -= 0.35 * ((yy % cell < scale) | (xx % cell < scale))
+    elif stuff.texture == "dots":  # carpet: a regular lattice of light dots
+        period = 5 * scale
+        pattern = 0.3 * (np.hypot(yy % period - period / 2, xx % period - period / 2) < 1.2 * scale) + 0.05 * fine
+    elif stuff.texture == "veins":  # marble: thin dark veins along the zero lines of a stretched smooth noise
+        field = gaussian_filter(rng.standard_normal((size, size)).astype(np.float32), (2 * scale, 8 * scale))
+        field /= field.std() + 1e-6
+        pattern = -0.3 * (np.abs(field) < 0.1) + 0.03 * fine
+    elif stuff.texture == "brushed":  # metal: fine horizontal streaks
+        pattern = 0.2 * gaussian_filter(fine, (0.4 * scale, 6 * scale)) / 0.15
+    elif stuff.texture == "hatch":  # fabric: two diagonal weaves
+        pattern = 0.12 * np.sin(2 * np.pi * (yy + xx) / (4 * scale)) * np.sin(2 * np.pi * (yy - xx) / (4 * scale))
+        pattern += 0.04 * fine
+    elif stuff.texture == "blobs":  # leaves, rust: large soft patches of light and dark
+        pattern = 0.25 * _smooth_noise(rng, size, 4 * scale) + 0.05 * fine
+    elif stuff.texture == "gravel":  # coarse speckle: 2-3 px stones
+        pattern = 0.2 * np.repeat(np.repeat(rng.standard_normal((size // 3 + 1, size // 3 + 1)), 3, 0), 3, 1)[
+            :size, :size
+        ].astype(np.float32)
+    elif stuff.texture == "cloudy":  # concrete: faint smooth mottling
+        pattern = 0.08 * _smooth_noise(rng, size, 6 * scale) + 0.06 * fine
+    elif stuff.texture == "bubbles":  # foam: bright rings of random bubbles
+        pattern = 0.04 * fine
+        for cy, cx, r in zip(*rng.uniform(0, size, (2, 40)), rng.uniform(1.5, 4.0, 40) * scale, strict=True):
+            pattern -= 0.25 * (np.abs(np.hypot(yy - cy, xx - cx) - r) < 0.6 * scale)
     else:  # "noise": asphalt
         pattern = 0.18 * fine
     return np.clip(color * (1 + pattern[..., None]), 0, 255)
@@ -214,6 +310,31 @@ def shape_mask(shape: str, size: int, cy: float, cx: float, radius: float, angle
     if shape == "heart":  # two lobes above a point: the implicit curve (x^2 + y^2 - 1)^3 - x^2 y^3 <= 0
         u, v = rx / (0.8 * radius), -ry / (0.8 * radius)
         return (u**2 + v**2 - 1) ** 3 - u**2 * v**3 <= 0
+    # the workshop world's shapes: thin ones (bar, thin_plus, crescent, hook) among the others
+    if shape == "bar":  # a pencil: a 1.9 x 0.2 radius stick
+        return (np.abs(rx) <= 0.95 * radius) & (np.abs(ry) <= 0.1 * radius)
+    if shape == "thin_plus":  # a wire cross: two bars a tenth of the width
+        return ((np.abs(ry) <= 0.95 * radius) & (np.abs(rx) <= 0.1 * radius)) | (
+            (np.abs(rx) <= 0.95 * radius) & (np.abs(ry) <= 0.1 * radius)
+        )
+    if shape == "crescent":  # a disc less a shifted one: a thin curved sliver
+        return (r <= radius) & (np.hypot(ry + 0.0, rx - 0.35 * radius) > 0.85 * radius)
+    if shape == "arrow":  # a shaft and a triangular head
+        shaft = (rx >= -0.9 * radius) & (rx <= 0.3 * radius) & (np.abs(ry) <= 0.15 * radius)
+        head = (rx >= 0.3 * radius) & (rx <= 0.9 * radius) & (np.abs(ry) <= (0.9 * radius - rx) * 0.8)
+        return shaft | head
+    if shape == "hexagon":  # inside 6 half-planes
+        inside = np.ones_like(r, dtype=bool)
+        for k in range(6):
+            a = angle + np.pi * k / 3
+            inside &= (dy * np.sin(a) + dx * np.cos(a)) <= 0.8 * radius
+        return inside
+    if shape == "hook":  # an L of two thin bars
+        return ((rx >= -0.8 * radius) & (rx <= 0.8 * radius) & (np.abs(ry - 0.6 * radius) <= 0.12 * radius)) | (
+            (np.abs(rx + 0.8 * radius) <= 0.12 * radius) & (ry >= -0.8 * radius) & (ry <= 0.72 * radius)
+        )
+    if shape == "ellipse":
+        return (rx / radius) ** 2 + (ry / (0.6 * radius)) ** 2 <= 1
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -221,13 +342,14 @@ def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _caption(rng: np.random.Generator, present: list[int]) -> str:
+def _caption(rng: np.random.Generator, present: list[int], world: World = SHAPES_WORLD) -> str:
     phrases = []
     for class_id in present:
-        concept = CONCEPTS[class_id]
+        concept = world.concepts[class_id]
         # No colour word for things: a caption "a red ball" lets the model tie the red patches to "red" instead of
         # "ball", and the class prompts ("a photo of a ball.") carry no colour (measured: things at ~0 IoU).
-        phrases.append(concept.name if isinstance(concept, StuffClass) else f"a {concept.name}")
+        article = "an" if concept.name[0] in "aeiou" else "a"
+        phrases.append(concept.name if isinstance(concept, StuffClass) else f"{article} {concept.name}")
     order = rng.permutation(len(phrases))
     prefix = ("a photo of", "an image of", "a picture of", "a scene with")[rng.integers(4)]
     return f"{prefix} {_join([phrases[i] for i in order])}"
@@ -252,9 +374,13 @@ def _blend_weights(layout: np.ndarray, num_regions: int, sigma: float) -> np.nda
 
 
 def render_scene(
-    rng: np.random.Generator, size: int, stuff_ids: list[int], things: list[tuple[int, float, float, float, float]]
+    rng: np.random.Generator,
+    size: int,
+    stuff_ids: list[int],
+    things: list[tuple[int, float, float, float, float]],
+    world: World = SHAPES_WORLD,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw a scene: stuff regions (concept ids) and things ``(concept_id, cy, cx, radius, angle)``.
+    """Draw a scene of ``world``: stuff regions (concept ids) and things ``(concept_id, cy, cx, radius, angle)``.
 
     Returns float RGB [H, W, 3] and the raw label map of concept ids (before small and unnamed ones are dropped).
     """
@@ -263,7 +389,7 @@ def render_scene(
     weights = _blend_weights(layout, len(stuff_ids), rng.uniform(*BLEND_SIGMA) * scale)
     image = np.zeros((size, size, 3), np.float32)
     label = np.zeros((size, size), np.uint8)
-    textures = [_texture(CONCEPTS[class_id], rng, size) for class_id in stuff_ids]
+    textures = [_texture(world.concepts[class_id], rng, size) for class_id in stuff_ids]
     # low contrast (haze, dusk): every region's colour drawn toward the scene's mean, its pattern kept
     means = [texture.mean((0, 1)) for texture in textures]
     pull = rng.uniform(*PALETTE_PULL)
@@ -273,7 +399,8 @@ def render_scene(
         label[layout == region] = class_id
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     for class_id, cy, cx, radius, angle in things:
-        thing = CONCEPTS[class_id]
+        thing = world.concepts[class_id]
+        radius = radius * thing.size
         mask = shape_mask(thing.shape, size, cy, cx, radius, angle)
         # a soft shadow below-right: an edge inside whatever class lies under it
         offset = rng.uniform(0.2, 0.45) * radius
@@ -295,18 +422,24 @@ def image_shape(params: SynthParams) -> tuple[int, int]:
     return params.image_height or params.image_size, params.image_width or params.image_size
 
 
-def _draw_stuff(rng: np.random.Generator, count: int) -> list[int]:
+def _draw_stuff(rng: np.random.Generator, count: int, world: World) -> list[int]:
     """``count`` distinct stuff concept ids; with ``UNNAMED_STUFF_PROBABILITY`` one of them unnamed."""
-    named = [int(i) for i in rng.choice(len(STUFF), size=count, replace=False)]
+    named = [int(i) for i in rng.choice(len(world.stuff), size=count, replace=False)]
     if rng.random() < UNNAMED_STUFF_PROBABILITY:
-        named[int(rng.integers(count))] = len(CLASS_NAMES) + int(rng.integers(len(UNNAMED_STUFF)))
+        named[int(rng.integers(count))] = len(world.class_names) + int(rng.integers(len(world.unnamed_stuff)))
     return named
 
 
-def _draw_thing(rng: np.random.Generator) -> int:
+def _draw_thing(rng: np.random.Generator, world: World) -> int:
     if rng.random() < UNNAMED_THING_PROBABILITY:
-        return len(CLASS_NAMES) + len(UNNAMED_STUFF) + int(rng.integers(len(UNNAMED_THINGS)))
-    return len(STUFF) + int(rng.integers(len(THINGS)))
+        first = len(world.class_names) + len(world.unnamed_stuff)
+        return first + int(rng.integers(len(world.unnamed_things)))
+    return len(world.stuff) + int(rng.integers(len(world.things)))
+
+
+def world_of(params: SynthParams) -> World:
+    """The world ``synth.world`` names."""
+    return WORLDS[params.world]
 
 
 def generate_image(params: SynthParams, seed: int, split: str, index: int) -> SynthImage:
@@ -315,30 +448,32 @@ def generate_image(params: SynthParams, seed: int, split: str, index: int) -> Sy
     A rectangular image is the top-left crop of the square scene of its longer side (a square world is unchanged).
     """
     rng = scene_rng(seed, split, index)
+    world = world_of(params)
     height, width = image_shape(params)
     size = max(height, width)
-    stuff_ids = _draw_stuff(rng, int(rng.integers(params.min_stuff, params.max_stuff + 1)))
+    stuff_ids = _draw_stuff(rng, int(rng.integers(params.min_stuff, params.max_stuff + 1)), world)
     things = []
     for _ in range(int(rng.integers(0, params.max_things + 1))):
         radius = rng.uniform(0.12, 0.22) * size
         cy, cx = rng.uniform(radius, size - radius, 2)
-        things.append((_draw_thing(rng), cy, cx, radius, rng.uniform(0, 2 * np.pi)))
-    image, label = render_scene(rng, size, stuff_ids, things)
+        things.append((_draw_thing(rng, world), cy, cx, radius, rng.uniform(0, 2 * np.pi)))
+    image, label = render_scene(rng, size, stuff_ids, things, world)
     image, label = image[:height, :width], label[:height, :width]
     image = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
 
-    counts = np.bincount(label.ravel(), minlength=len(CONCEPTS))
-    present = [int(c) for c in np.flatnonzero(counts >= MIN_AREA_FRACTION * label.size)]
-    caption = _caption(rng, present)
-    named = [c for c in present if c < len(CLASS_NAMES)]
-    unnamed_pixels = int(counts[[c for c in present if c >= len(CLASS_NAMES)]].sum())
+    counts = np.bincount(label.ravel(), minlength=len(world.concepts))
+    present = [int(c) for c in np.flatnonzero(counts >= world.min_area_fraction * label.size)]
+    caption = _caption(rng, present, world)
+    classes = world.class_names
+    named = [c for c in present if c < len(classes)]
+    unnamed_pixels = int(counts[[c for c in present if c >= len(classes)]].sum())
     label[~np.isin(label, named)] = IGNORE_INDEX  # unnamed concepts and slivers: 255, as Context's other classes
     return SynthImage(
         image=image,
         label=label,
         caption=caption,
-        classes=tuple(CLASS_NAMES[c] for c in named),
-        unnamed=tuple(CONCEPTS[c].name for c in present if c >= len(CLASS_NAMES)),
+        classes=tuple(classes[c] for c in named),
+        unnamed=tuple(world.concepts[c].name for c in present if c >= len(classes)),
         unnamed_pixels=unnamed_pixels,
     )
 
@@ -353,7 +488,7 @@ def _generate_and_write(job: tuple[SynthParams, int, str, int, str]) -> tuple[di
     labelled = sample.label[sample.label != IGNORE_INDEX]
     summary = ImageSummary(
         split=split,
-        class_pixels=np.bincount(labelled, minlength=len(CLASS_NAMES)),
+        class_pixels=np.bincount(labelled, minlength=len(world_of(params).class_names)),
         unnamed_pixels=sample.unnamed_pixels,
         pixels=sample.label.size,
         unnamed=sample.unnamed,
@@ -388,10 +523,11 @@ def write_world(params: SynthParams, seed: int, out: str | Path, workers: int = 
         results = [_generate_and_write(job) for job in tqdm(jobs, **progress)]
     records = [record for record, _ in results]
 
-    (partial / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+    class_names = world_of(params).class_names
+    (partial / "classes.txt").write_text("\n".join(class_names) + "\n")
     (partial / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (partial / "folds.json").write_text(json.dumps(synth_folds(), indent=1) + "\n")
-    stats = world_stats((summary for _, summary in results), CLASS_NAMES)
+    (partial / "folds.json").write_text(json.dumps(synth_folds(class_names), indent=1) + "\n")
+    stats = world_stats((summary for _, summary in results), class_names)
     (partial / STATS_FILE).write_text(json.dumps(stats, indent=1) + "\n")
     for split in SPLITS:
         ids = [str(r["id"]) for r in records if str(r["id"]).startswith(split + "_")]

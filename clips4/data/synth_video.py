@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from clips4.data.images import write_jpeg, write_palette_png
-from clips4.data.synth import STUFF, THINGS, replace_dir, scene_rng, shape_mask, render_scene
+from clips4.data.synth import render_scene, replace_dir, scene_rng, shape_mask, world_of
 from clips4.params import SynthParams
 
 
@@ -26,15 +26,16 @@ def generate_sequence(params: SynthParams, seed: int, index: int) -> tuple[list[
     """Frames (RGB uint8) and instance masks (uint8) of synthetic video ``index``; pure function of its inputs."""
     rng = scene_rng(seed, "video", index)
     size, frames = params.image_size, params.video_frames
-    stuff_ids = [int(i) for i in rng.choice(len(STUFF), size=int(rng.integers(2, 4)), replace=False)]
-    background, _ = render_scene(rng, size, stuff_ids, [])
+    world = world_of(params)
+    stuff_ids = [int(i) for i in rng.choice(len(world.stuff), size=int(rng.integers(2, 4)), replace=False)]
+    background, _ = render_scene(rng, size, stuff_ids, [], world)
     objects = []
     for _ in range(int(rng.integers(1, 4))):
         radius = rng.uniform(0.12, 0.18) * size
         start = rng.uniform(radius, size - radius, 2)
         end = rng.uniform(radius, size - radius, 2)
         angle, spin = rng.uniform(0, 2 * np.pi), rng.normal(0, 0.1)
-        objects.append((int(rng.integers(len(THINGS))), start, end, radius, angle, spin))
+        objects.append((int(rng.integers(len(world.things))), start, end, radius, angle, spin))
     images, masks = [], []
     for t in range(frames):
         alpha = t / max(1, frames - 1)
@@ -42,8 +43,9 @@ def generate_sequence(params: SynthParams, seed: int, index: int) -> tuple[list[
         mask = np.zeros((size, size), np.uint8)
         for instance, (thing_index, start, end, radius, angle, spin) in enumerate(objects, start=1):
             cy, cx = (1 - alpha) * start + alpha * end
-            inside = shape_mask(THINGS[thing_index].shape, size, cy, cx, radius, angle + spin * t)
-            image[inside] = THINGS[thing_index].color
+            thing = world.things[thing_index]
+            inside = shape_mask(thing.shape, size, cy, cx, radius * thing.size, angle + spin * t)
+            image[inside] = thing.color
             mask[inside] = instance  # later objects occlude earlier ones, as in a real video
         noise = rng.normal(0, 3, image.shape)
         images.append(np.clip(image + noise, 0, 255).astype(np.uint8))

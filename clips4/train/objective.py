@@ -100,6 +100,7 @@ def criterion_from_params(params: Params, known: torch.Tensor, unknown: torch.Te
         sampled_pixels=losses.contrastive_pixels,
         exclude_own_segment=losses.contrastive_own_segment == "excluded",
         semantic_soft_targets=losses.semantic_soft_targets,
+        unknown_margin=losses.unknown_margin,
     )
 
 
