@@ -492,7 +492,8 @@ def train(
     if result.metrics:
         typer.echo(
             f"train: {result.checkpoint}: {result.iterations} iterations (from {result.start_iteration}) in "
-            f"{result.wall_seconds:.0f} s; val mIoU {result.miou:.2f}, avgsim {result.avgsim:.3f} -> {result.metrics}"
+            f"{result.wall_seconds:.0f} s; {result.score_split} mIoU {result.miou:.2f}, avgsim {result.avgsim:.3f} -> "
+            f"{result.metrics}"
         )
     elif result.iterations and os.environ.get("RANK", "0") == "0":
         typer.echo(f"train: stopped at iteration {result.iterations}; rerun to resume from {result.checkpoint}")

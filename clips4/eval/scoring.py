@@ -132,6 +132,7 @@ def score_segmenter(
     *,
     where: str,
     desc: str = "evaluate",
+    split_name: str = "val",
     max_images: int | None = None,
     data: ProbeData | None = None,
     avgsim: bool = False,
@@ -157,7 +158,8 @@ def score_segmenter(
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     passes = embedded_samples(segmenter, val, count)
-    for index, sample, embedding in tqdm(passes, desc=f"{desc} val", unit="img", mininterval=1.0, total=count):
+    progress = f"{desc} {split_name}"  # the progress bar names the split scored (val, or tune for the train stage)
+    for index, sample, embedding in tqdm(passes, desc=progress, unit="img", mininterval=1.0, total=count):
         if sample.label is None:
             continue
         label = classes.map_labels(sample.label)

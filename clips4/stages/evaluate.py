@@ -124,6 +124,7 @@ def run_evaluate(
                 classes,
                 where=f"{params.dataset.root} (split {split!r})",
                 desc=f"evaluate {method}",
+                split_name=split,
                 data=data,
                 avgsim=is_student(segmenter),
                 train=train,

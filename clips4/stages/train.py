@@ -56,6 +56,7 @@ class TrainStageResult:
     miou: float | None
     avgsim: float | None
     wall_seconds: float
+    score_split: str | None = None  # the split miou and avgsim are scored on (dataset.selection_split)
 
 
 def run_train(
@@ -135,6 +136,7 @@ def run_train(
             scores.miou,
             scores.avgsim,
             result.wall_seconds,
+            scores.split,
         )
     finally:
         teardown()
@@ -176,6 +178,7 @@ def _score(params: Params, loaded, checkpoint, dense, superpixels, device):
         classes,
         where=f"{params.dataset.root} (split {split!r})",
         desc="train: score",
+        split_name=split,
         max_images=count,
         data=data,
         avgsim=True,
