@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="seeds run side by side")
     parser.add_argument("--threads", default="1", help="OMP_NUM_THREADS of each run")
     parser.add_argument("--table", action="store_true", help="print OUT/results.jsonl as a markdown table")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # options may come between NAME and the overrides
     if args.table:
         print(table(Path(args.out)))
         return
