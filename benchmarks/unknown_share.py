@@ -98,7 +98,7 @@ def main() -> None:
         cells = "".join(f" {100 * table[key][pick].mean():14.1f}%" for key in table)
         print(f"{names[c]:10s} {int(pick.sum()):8d}{cells}")
     named = classes != 255
-    for label, pick in (("named", named), ("unnamed", ~named), ("all", np.ones_like(named))):
+    for label, pick in (("all named", named), ("all 255", ~named), ("all", np.ones_like(named))):
         print(
             f"{label:10s} {int(pick.sum()):8d}" + "".join(f" {100 * table[key][pick].mean():14.1f}%" for key in table)
         )

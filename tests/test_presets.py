@@ -81,7 +81,7 @@ def test_the_command_changes_the_presets_keys_only_and_keeps_the_comments(tmp_pa
     assert {key: after[key] for key in preset.values} == preset.values
     assert f"{len(changed)} values changed" in result.output
     assert "losses.contrastive_weight: 0.1 -> 1.0" in result.output
-    assert "losses.use_unknowns: false -> true" in result.output
+    assert "losses.unknown_margin: 0.1 -> 0.0" in result.output
     # one changed line per changed value, and every comment line as it was
     diff = [line for line in difflib.ndiff(before_text.splitlines(), after_text.splitlines()) if line[:2] == "+ "]
     assert len(diff) == len(changed)
