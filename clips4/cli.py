@@ -433,7 +433,8 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
     held = f"; held out: {', '.join(result.held_out_classes)}" if result.held_out_classes else ""
     typer.echo(
         f"prototypes: {result.path}: {len(result.known_classes)} known classes from {result.train_segments} train "
-        f"segments, {result.unknowns} unknown{held}; {result.search}"
+        f"segments, {result.unknowns} unknown{held}; {result.search}; cosine to the m = 32 prototypes "
+        f"{result.cosine_to_m32:.4f} ({result.report})"
     )
 
 
@@ -797,20 +798,31 @@ ExperimentsFile = Annotated[Path, typer.Option("--file", help="The tables' defin
 def experiments_queue(
     table: Annotated[str, typer.Argument(help="A table of the file (table3, table6, ...).")],
     file: ExperimentsFile = Path("pipeline/experiments.yaml"),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the dvc commands only.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print every run's dvc command; queue nothing, ask DVC nothing.")
+    ] = False,
 ) -> None:
-    """Queue one `dvc exp run --queue -S ... -n NAME` per run of TABLE; then `dvc queue start`."""
+    """Queue one `dvc exp run --queue -S ... -C data/cache -n NAME` per run of TABLE that `dvc exp show` does not
+    list yet (so a second call adds only what is missing); then `dvc queue start`."""
     import shlex
 
-    from clips4.experiments import load_tables, queue_table
+    from clips4.experiments import exp_show, experiment_names, load_tables, queue_table
 
     tables = load_tables(file)
     if table not in tables:
         raise fail(f"{file}: no table {table!r}; tables: {', '.join(tables)}", code=2)
-    commands = queue_table(tables[table], dry_run=dry_run)
+    chosen = tables[table]
+    existing = set() if dry_run else experiment_names(exp_show()) & {run.name for run in chosen.runs}
+    commands = queue_table(chosen, existing=existing, dry_run=dry_run)
     for argv in commands:
         typer.echo(shlex.join(argv))
-    typer.echo(f"{'would queue' if dry_run else 'queued'} {len(commands)} runs of {table}; run them: dvc queue start")
+    for path in chosen.copy_paths:
+        if not Path(path).exists():
+            typer.echo(f"note: {path} does not exist here, so every run rebuilds it (run `dvc repro` first)", err=True)
+    known = f", {len(existing)} already in `dvc exp show`" if existing else ""
+    typer.echo(
+        f"{'would queue' if dry_run else 'queued'} {len(commands)} runs of {table}{known}; run them: dvc queue start"
+    )
 
 
 @experiments_app.command("collect")

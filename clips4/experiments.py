@@ -5,6 +5,12 @@ A table is ``set`` (params every run sets) plus ``rows`` (explicit runs) crossed
 of its values). A run's name is the table's name and its own values (``table3-fold0-seed0``), so collecting finds
 each run by name. Runs that differ only in ``seed`` are one line of the Markdown table: mean ± sample standard
 deviation over the seeds found (a cell shows ``(n=k)`` when some seeds are missing, ``-`` when none has the metric).
+A metric is ``<method>.<key>`` of reports/metrics.json, or ``<file>:<key>`` of another DVC metrics file
+(``reports/prototypes.json:cosine_to_m32``).
+
+A queued run executes in a copy of the repository (``.dvc/tmp/exps``) that holds git's files and DVC's cached
+outputs only; the file's ``copy_paths`` (the Zarr caches, which are ``cache: false``) are copied in with
+``dvc exp run --copy-paths``, so a run reruns the stages its params change and not the caches above them.
 
 Pure functions, so the parsing and the arithmetic are tested on hand-made ``dvc exp show --json`` samples; only
 :func:`queue_table` and :func:`exp_show` run DVC.
@@ -55,6 +61,16 @@ class Table:
     title: str
     runs: tuple[Run, ...]
     metrics: tuple[str, ...]
+    copy_paths: tuple[str, ...] = ()  # the file's: untracked outputs each queued run starts from
+
+
+@dataclass(frozen=True)
+class Result:
+    """One finished experiment of ``dvc exp show --json``: ``{metrics file: data}``, or the failure and its log."""
+
+    metrics: dict[str, dict]
+    error: str | None = None
+    log: str | None = None
 
 
 def load_tables(path: str | Path = EXPERIMENTS_FILE) -> dict[str, Table]:
@@ -69,10 +85,13 @@ def load_tables(path: str | Path = EXPERIMENTS_FILE) -> dict[str, Table]:
     tables = raw.get("tables") if isinstance(raw, dict) else None
     if not isinstance(tables, dict) or not tables:
         raise Clips4Error(f"{path}: expected a mapping `tables: {{name: {{grid, rows, set, metrics}}}}`")
-    return {name: _table(name, spec, path) for name, spec in tables.items()}
+    copy_paths = raw.get("copy_paths") or []
+    if not isinstance(copy_paths, list) or not all(isinstance(item, str) and item for item in copy_paths):
+        raise Clips4Error(f"{path}: `copy_paths` must be a list of paths (relative to the project), e.g. [data/cache]")
+    return {name: _table(name, spec, path, tuple(copy_paths)) for name, spec in tables.items()}
 
 
-def _table(name: str, spec: Any, path: Path) -> Table:
+def _table(name: str, spec: Any, path: Path, copy_paths: tuple[str, ...] = ()) -> Table:
     if not isinstance(spec, dict) or not spec.get("metrics"):
         raise Clips4Error(f"{path}: table {name!r} needs `metrics: [<method>.<key>, ...]`")
     unknown = set(spec) - {"title", "set", "rows", "grid", "metrics"}
@@ -89,7 +108,7 @@ def _table(name: str, spec: Any, path: Path) -> Table:
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
         raise Clips4Error(f"{path}: table {name!r} repeats a run ({names}); make its rows differ")
-    return Table(name, str(spec.get("title", name)), tuple(runs), tuple(spec["metrics"]))
+    return Table(name, str(spec.get("title", name)), tuple(runs), tuple(spec["metrics"]), copy_paths)
 
 
 def _word(value: Any) -> str:
@@ -112,17 +131,25 @@ def set_value(value: Any) -> str:
     return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
 
 
-def queue_command(run: Run) -> list[str]:
-    """``dvc exp run --queue -S key=value ... -n NAME``: the argument list that queues ``run``."""
+def queue_command(run: Run, copy_paths: Sequence[str] = ()) -> list[str]:
+    """``dvc exp run --queue -S key=value ... [-C PATH ...] -n NAME``: the argument list that queues ``run``."""
     argv = ["dvc", "exp", "run", "--queue"]
     for key, value in run.overrides.items():
         argv += ["-S", f"{key}={set_value(value)}"]
+    for path in copy_paths:
+        argv += ["-C", path]
     return [*argv, "-n", run.name]
 
 
-def queue_table(table: Table, *, dry_run: bool = False) -> list[list[str]]:
-    """Queue every run of ``table`` (or only return the commands, ``dry_run``); a failing ``dvc`` stops it."""
-    commands = [queue_command(run) for run in table.runs]
+def queue_table(
+    table: Table, *, existing: Iterable[str] = (), root: str | Path = ".", dry_run: bool = False
+) -> list[list[str]]:
+    """Queue the runs of ``table`` whose names are not in ``existing`` (what ``dvc exp show`` lists: done, failed
+    or queued), so queueing a table again adds only what is missing; or only return the commands, ``dry_run``.
+    The table's ``copy_paths`` that exist under ``root`` go with each run. A failing ``dvc`` stops it."""
+    skip = set(existing)
+    copy_paths = [path for path in table.copy_paths if (Path(root) / path).exists()]
+    commands = [queue_command(run, copy_paths) for run in table.runs if run.name not in skip]
     if not dry_run:
         for argv in commands:
             done = subprocess.run(argv, capture_output=True, text=True)
@@ -163,19 +190,42 @@ def read_exp_show(path: str | Path) -> list[dict[str, Any]]:
     return show
 
 
-def experiment_metrics(show: Sequence[dict[str, Any]], metrics_file: str = METRICS_FILE) -> dict[str, dict]:
-    """``{experiment name: metrics}`` from ``dvc exp show --json`` (DVC 3): each commit's ``experiments`` list holds
-    ``{"name", "revs": [{"name", "data": {"metrics": {file: {"data": {...}}}}, "error"}]}``. The newest run of a name
-    wins; runs that failed (``error`` set) or have no metrics file are left out."""
-    found: dict[str, dict] = {}
+def experiment_names(show: Sequence[dict[str, Any]]) -> set[str]:
+    """Every experiment name in ``dvc exp show --json``, whatever its state (queued, running, done, failed)."""
+    return {
+        name
+        for commit in show
+        for experiment in _dicts(commit.get("experiments"))
+        for rev in _dicts(experiment.get("revs"))
+        if isinstance(name := rev.get("name") or experiment.get("name"), str)
+    }
+
+
+def experiment_results(show: Sequence[dict[str, Any]]) -> dict[str, Result]:
+    """``{experiment name: Result}`` from ``dvc exp show --json`` (DVC 3): each commit's ``experiments`` list holds
+    ``{"name", "revs": [{"name", "data": {"metrics": {file: {"data": {...}}}}, "error"}], "executor": {...}}``.
+    The newest run of a name wins. A failed run (``error`` set) keeps its message and log and no metrics; a queued
+    or running one, which has no metrics file yet, is left out."""
+    found: dict[str, Result] = {}
     for commit in show:
         for experiment in _dicts(commit.get("experiments")):
+            log = _dict(_dict(experiment.get("executor")).get("local")).get("log")
             for rev in _dicts(experiment.get("revs")):
                 name = rev.get("name") or experiment.get("name")
-                data = _dict(rev.get("data"))
-                metrics = _dict(_dict(data.get("metrics")).get(metrics_file)).get("data")
-                if isinstance(name, str) and not rev.get("error") and isinstance(metrics, dict) and name not in found:
-                    found[name] = metrics
+                if not isinstance(name, str) or name in found:
+                    continue
+                if rev.get("error"):
+                    error = _dict(rev["error"])
+                    message = ": ".join(str(part) for part in (error.get("type"), error.get("msg")) if part)
+                    found[name] = Result({}, message or "failed", log if isinstance(log, str) else None)
+                    continue
+                files = {
+                    file: entry["data"]
+                    for file, entry in _dict(_dict(rev.get("data")).get("metrics")).items()
+                    if isinstance(entry, dict) and isinstance(entry.get("data"), dict)
+                }
+                if METRICS_FILE in files:
+                    found[name] = Result(files)
     return found
 
 
@@ -188,8 +238,10 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
-def metric_value(metrics: dict[str, Any], dotted: str) -> float | None:
-    node: Any = metrics
+def metric_value(files: dict[str, dict], metric: str) -> float | None:
+    """``metric`` of one run's metrics files: ``<file>:<dotted key>``, or a dotted key of reports/metrics.json."""
+    file, _, dotted = metric.rpartition(":")
+    node: Any = files.get(file or METRICS_FILE)
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
@@ -213,27 +265,33 @@ def _cell(values: Sequence[float], expected: int, digits: int) -> str:
     return text if len(values) == expected else f"{text} (n={len(values)})"
 
 
-def table_markdown(table: Table, found: dict[str, dict]) -> str:
-    """The Markdown of one table: a line per group of runs (mean ± std over seeds), a column per metric."""
+def table_markdown(table: Table, found: dict[str, Result]) -> str:
+    """The Markdown of one table: a line per group of runs (mean ± std over seeds), a column per metric, then the
+    failed runs with their logs."""
     groups: dict[tuple, list[Run]] = {}
     for run in table.runs:
         groups.setdefault(run.group, []).append(run)
     keys = list(dict.fromkeys(k for group in groups for k, _ in group))
-    header = [*(k.rsplit(".", 1)[-1] for k in keys), *table.metrics, "runs"]
+    header = [*(k.rsplit(".", 1)[-1] for k in keys), *(m.rsplit(":", 1)[-1] for m in table.metrics), "runs"]
     lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group, runs in groups.items():
         values = dict(group)
-        present = [found[run.name] for run in runs if run.name in found]
+        present = [found[run.name].metrics for run in runs if run.name in found and not found[run.name].error]
         cells = [_word(values.get(k)) for k in keys]
         for metric in table.metrics:
             numbers = [v for m in present if (v := metric_value(m, metric)) is not None]
-            cells.append(_cell(numbers, len(runs), 3 if metric.endswith("avgsim") else 2))
+            cells.append(_cell(numbers, len(runs), 4 if "cosine" in metric else 3 if metric.endswith("avgsim") else 2))
         cells.append(f"{len(present)}/{len(runs)}")
         lines.append("| " + " | ".join(cells) + " |")
+    failed = [(run.name, found[run.name]) for run in table.runs if run.name in found and found[run.name].error]
+    if failed:
+        lines += ["", "Failed runs (not in the means; `dvc exp remove NAME`, then queue the table again):"]
+        for name, result in failed:
+            lines.append(f"- `{name}`: {result.error}" + (f" (log: {result.log})" if result.log else ""))
     return "\n".join(lines) + "\n"
 
 
 def collect_markdown(tables: Iterable[Table], show: Sequence[dict[str, Any]]) -> str:
     """Every table's Markdown from one ``dvc exp show --json`` output."""
-    found = experiment_metrics(show)
+    found = experiment_results(show)
     return "\n".join(table_markdown(table, found) for table in tables)

@@ -12,6 +12,8 @@ DEFAULT_CACHE_DIR = "data/cache"
 MODELS_DIR = "models"
 #: The reports: metrics.json, per_class_iou.json, davis/ (evaluate), segments.json, figures/ (ucm), report.md.
 REPORTS_DIR = "reports"
+#: The prototypes stage's small metrics file: each known prototype's cosine to its m = 32 one (Table 8).
+PROTOTYPES_REPORT = "reports/prototypes.json"
 #: The student checkpoint that ``clips4 train`` writes and ``evaluate``, ``segment`` and ``serve`` read.
 STUDENT_CHECKPOINT = "models/clips4.pt"
 #: What ``clips4 train`` writes: the checkpoint, its metrics and the dvclive folder of its loss curves.

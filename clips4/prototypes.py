@@ -166,6 +166,16 @@ def known_prototypes(segment_embeddings: Any, indices: np.ndarray) -> np.ndarray
     return _normalised(gather_rows(segment_embeddings, np.sort(indices, axis=1)).sum(axis=1))
 
 
+def prototype_cosines(segment_embeddings: Any, indices: np.ndarray, m: int, reference_m: int) -> np.ndarray:
+    """float64 ``[C]``: per class, the cosine between its prototype of the best ``m`` rows of ``indices [C, M]``
+    (best first) and its prototype of the best ``reference_m`` (the paper's Table 8 compares every m to 32)."""
+    if not 1 <= max(m, reference_m) <= indices.shape[1]:
+        raise ValueError(f"m {m} and reference_m {reference_m} must be in [1, {indices.shape[1]}] (the rows given)")
+    first = known_prototypes(segment_embeddings, indices[:, :m]).astype(np.float64)
+    reference = known_prototypes(segment_embeddings, indices[:, :reference_m]).astype(np.float64)
+    return np.clip((first * reference).sum(axis=1), -1.0, 1.0)
+
+
 def draw_unknowns(num_segments: int, count: int, seed: int) -> np.ndarray:
     """``count`` distinct sorted int64 indices in ``[0, num_segments)``, drawn uniformly with ``seed``."""
     if not 1 <= count <= num_segments:

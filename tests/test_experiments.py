@@ -15,7 +15,8 @@ from clips4.cli import app
 from clips4.errors import Clips4Error
 from clips4.experiments import (
     collect_markdown,
-    experiment_metrics,
+    experiment_names,
+    experiment_results,
     load_tables,
     mean_std,
     queue_command,
@@ -28,11 +29,15 @@ ROOT = Path(__file__).resolve().parents[1]
 FILE = ROOT / "pipeline" / "experiments.yaml"
 
 
-def _rev(name: str, metrics: dict | None, error: dict | None = None) -> dict:
-    """One experiment as `dvc exp show --json` lists it under its baseline commit."""
+def _rev(name: str, metrics: dict | None, error: dict | None = None, **files: dict) -> dict:
+    """One experiment as `dvc exp show --json` lists it under its baseline commit (``files``: other metrics files,
+    ``reports_prototypes`` for reports/prototypes.json)."""
     data = {"rev": "0" * 40, "params": {"params.yaml": {"data": {}}}, "deps": {}, "outs": {}, "meta": {}}
     data["metrics"] = {} if metrics is None else {"reports/metrics.json": {"data": metrics}}
-    return {"revs": [{"rev": "0" * 40, "name": name, "data": data, "error": error, "experiments": None}], "name": name}
+    data["metrics"] |= {key.replace("_", "/", 1) + ".json": {"data": value} for key, value in files.items()}
+    executor = {"state": "failed" if error else "success", "local": {"log": f".dvc/tmp/exps/run/{name}.out"}}
+    revs = [{"rev": "0" * 40, "name": name, "data": data, "error": error, "experiments": None}]
+    return {"revs": revs, "name": name, "executor": executor}
 
 
 def _show(*experiments: dict) -> list[dict]:
@@ -44,26 +49,30 @@ def _show(*experiments: dict) -> list[dict]:
 def test_the_paper_tables_have_the_runs_the_issue_asks_for():
     tables = load_tables(FILE)
     table3 = tables["table3"]
-    assert len(table3.runs) == 20 and table3.runs[0].name == "table3-fold0-seed0"
-    assert {(r.values["fold"], r.values["seed"]) for r in table3.runs} == set(itertools.product(range(4), range(5)))
-    subsets = {
+    assert len(table3.runs) == 12 and table3.runs[0].name == "table3-fold0-seed0"  # 4 folds x 3 seeds
+    assert {(r.values["fold"], r.values["seed"]) for r in table3.runs} == set(itertools.product(range(4), range(3)))
+    subsets = [
         tuple(r.overrides[f"losses.{k}"] for k in ("contrastive", "embedding", "semantic"))
         for r in tables["table6"].runs
-    }
-    assert subsets == set(itertools.product([True, False], repeat=3)) - {(False, False, False)}
-    assert [r.overrides for r in tables["table7"].runs] == [
-        {"losses.use_unknowns": True, "unknowns": n} for n in (16, 32, 64, 128, 256)
     ]
-    assert [r.values["top_m"] for r in tables["table8"].runs] == [8, 16, 32, 64, 128]
+    assert len(subsets) == 21 and set(subsets) == set(itertools.product([True, False], repeat=3)) - {(False,) * 3}
+    assert [r.overrides for r in tables["table7"].runs] == [
+        {"losses.use_unknowns": True, "seed": s, "unknowns": n} for s in range(3) for n in (16, 32, 64, 128, 256)
+    ]
+    assert "clips4.knn_miou" in tables["table7"].metrics  # the paper's Table 7 is the unsupervised mIoU
+    assert [r.values["top_m"] for r in tables["table8"].runs] == [1, 8, 16, 32, 64, 128, 256]
+    assert tables["table8"].metrics[0] == "reports/prototypes.json:cosine_to_m32"  # the paper's Table 8 measure
+    assert all(table.copy_paths == ("data/cache",) for table in tables.values())
     assert [r.values["prototypes.source"] for r in tables["prototype_source"].runs] == ["superpixels", "clip_kmeans"]
 
 
 def test_queue_commands_are_the_exact_dvc_argument_lists():
     tables = load_tables(FILE)
-    assert queue_command(tables["table7"].runs[0]) == [
-        "dvc", "exp", "run", "--queue", "-S", "losses.use_unknowns=true", "-S", "unknowns=16", "-n", "table7-unknowns16"
+    assert queue_command(tables["table7"].runs[0], ["data/cache"]) == [
+        "dvc", "exp", "run", "--queue", "-S", "losses.use_unknowns=true", "-S", "seed=0", "-S", "unknowns=16",
+        "-C", "data/cache", "-n", "table7-seed0-unknowns16",
     ]  # fmt: skip
-    assert queue_command(tables["table3"].runs[-1])[4:] == ["-S", "fold=3", "-S", "seed=4", "-n", "table3-fold3-seed4"]
+    assert queue_command(tables["table3"].runs[-1])[4:] == ["-S", "fold=3", "-S", "seed=2", "-n", "table3-fold3-seed2"]
     assert set_value(None) == "null" and set_value(False) == "false" and set_value("clip_kmeans") == "clip_kmeans"
     assert (
         run_name("t", {"prototypes.source": "clip_kmeans", "losses.embedding": False})
@@ -71,7 +80,7 @@ def test_queue_commands_are_the_exact_dvc_argument_lists():
     )
 
 
-def test_queue_runs_dvc_once_per_run_and_stops_on_a_failure(monkeypatch):
+def test_queue_runs_dvc_once_per_run_and_stops_on_a_failure(monkeypatch, tmp_path):
     table = load_tables(FILE)["table8"]
     calls = []
 
@@ -80,10 +89,15 @@ def test_queue_runs_dvc_once_per_run_and_stops_on_a_failure(monkeypatch):
         return subprocess.CompletedProcess(argv, 1 if len(calls) == 2 else 0, "", "ERROR: exists")
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    assert queue_table(table, dry_run=True) and calls == []
+    assert queue_table(table, root=tmp_path, dry_run=True) and calls == []
     with pytest.raises(Clips4Error, match="dvc exp remove"):
-        queue_table(table)
-    assert calls == [queue_command(run) for run in table.runs[:2]]
+        queue_table(table, root=tmp_path)
+    assert calls == [queue_command(run) for run in table.runs[:2]]  # no data/cache under root: nothing to copy
+    (tmp_path / "data" / "cache").mkdir(parents=True)
+    done = {"table8-top_m1", "table8-top_m16"}  # already in `dvc exp show`: queued again, they would clash
+    commands = queue_table(table, existing=done, root=tmp_path, dry_run=True)
+    assert [argv[-1] for argv in commands] == [run.name for run in table.runs if run.name not in done]
+    assert all(argv[-4:-2] == ["-C", "data/cache"] for argv in commands)
 
 
 def test_collect_averages_seeds_and_skips_failed_and_unfinished_runs():
@@ -93,21 +107,25 @@ def test_collect_averages_seeds_and_skips_failed_and_unfinished_runs():
         _rev("table3-fold0-seed1", {"clips4": {"miou_unknown": 20.0, "hiou": 40}, "maskclip": {"miou_unknown": 30}}),
         _rev("table3-fold0-seed2", {"clips4": {"miou_unknown": 99.0}}, error={"type": "ReproError", "msg": "failed"}),
         _rev("table3-fold1-seed0", None),  # queued or running: no metrics yet
-        *[_rev(f"table3-fold2-seed{s}", {"clips4": {"miou_unknown": 50.0 + s}}) for s in range(5)],
+        *[_rev(f"table3-fold2-seed{s}", {"clips4": {"miou_unknown": 50.0 + s}}) for s in range(3)],
     )
-    found = experiment_metrics(show)
-    assert set(found) == {"table3-fold0-seed0", "table3-fold0-seed1", *(f"table3-fold2-seed{s}" for s in range(5))}
+    found = experiment_results(show)
+    finished = {"table3-fold0-seed0", "table3-fold0-seed1", *(f"table3-fold2-seed{s}" for s in range(3))}
+    assert set(found) == finished | {"table3-fold0-seed2"}  # the queued fold1 run has no result yet
+    assert found["table3-fold0-seed2"].error == "ReproError: failed" and not found["table3-fold0-seed2"].metrics
+    assert experiment_names(show) == set(found) | {"table3-fold1-seed0"}
     text = collect_markdown([tables["table3"]], show)
     lines = text.splitlines()
     assert lines[0] == "### " + tables["table3"].title
     assert lines[2].startswith("| fold | clips4.miou_unknown | clips4.miou_known | clips4.hiou |")
     fold0 = next(line for line in lines if line.startswith("| 0 |")).split(" | ")
-    assert fold0[1] == "15.00 ± 7.07 (n=2)"  # mean 15, sample std sqrt(50): 2 of the 5 seeds found
-    assert fold0[2] == "-" and fold0[3] == "30.00 ± 14.14 (n=2)" and fold0[-1] == "2/5 |"
+    assert fold0[1] == "15.00 ± 7.07 (n=2)"  # mean 15, sample std sqrt(50): 2 of the 3 seeds found, 1 failed
+    assert fold0[2] == "-" and fold0[3] == "30.00 ± 14.14 (n=2)" and fold0[-1] == "2/3 |"
     assert fold0[7] == "30.00 ± 0.00 (n=2)"  # maskclip.miou_unknown
     fold2 = next(line for line in lines if line.startswith("| 2 |")).split(" | ")
-    assert fold2[1] == "52.00 ± 1.58" and fold2[-1] == "5/5 |"  # std of 50..54 = sqrt(2.5)
-    assert next(line for line in lines if line.startswith("| 1 |")).endswith("| 0/5 |")
+    assert fold2[1] == "51.00 ± 1.00" and fold2[-1] == "3/3 |"  # std of 50, 51, 52
+    assert next(line for line in lines if line.startswith("| 1 |")).endswith("| 0/3 |")
+    assert "- `table3-fold0-seed2`: ReproError: failed (log: .dvc/tmp/exps/run/table3-fold0-seed2.out)" in lines
 
 
 def test_mean_std_of_one_value_has_no_std():
@@ -117,13 +135,16 @@ def test_mean_std_of_one_value_has_no_std():
 
 def test_cli_collect_from_a_saved_show_json(tmp_path):
     saved = tmp_path / "show.json"
-    saved.write_text(json.dumps(_show(_rev("table8-top_m8", {"clips4": {"miou": 55.5, "avgsim": 0.8}}))))
+    run = _rev("table8-top_m8", {"clips4": {"miou": 55.5, "avgsim": 0.8}}, reports_prototypes={"cosine_to_m32": 0.9})
+    saved.write_text(json.dumps(_show(run)))
     out = tmp_path / "tables.md"
     result = CliRunner().invoke(
         app, ["experiments", "collect", "table8", "--file", str(FILE), "--show-json", str(saved), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "| 8 | 55.50 | 0.800 | 1/1 |" in out.read_text()
+    text = out.read_text()
+    assert "| top_m | cosine_to_m32 | clips4.miou | clips4.avgsim | runs |" in text
+    assert "| 8 | 0.9000 | 55.50 | 0.800 | 1/1 |" in text
     bad = CliRunner().invoke(app, ["experiments", "queue", "table9", "--file", str(FILE), "--dry-run"])
     assert bad.exit_code == 2 and "no table 'table9'" in bad.output
 

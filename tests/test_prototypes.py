@@ -373,12 +373,41 @@ class _Recorder:
         return value
 
 
+def test_the_report_gives_each_prototypes_cosine_to_its_m32_prototype(project: Path, tmp_path: Path) -> None:
+    """Table 8's measure: top_m = 4 against the reference's top 32, by the float64 brute force."""
+    import json
+
+    from clips4.stages.prototypes import run_prototypes
+
+    params = load_params("params.yaml")
+    result = run_prototypes(params, "data/cache/segments.zarr", "cache/t8.zarr", report=tmp_path / "p.json")
+    report = json.loads((tmp_path / "p.json").read_text())
+    store = clips4.cache.open("cache/t8.zarr")
+    segments = clips4.cache.open("data/cache/segments.zarr")
+    reference = top_m_segments_torch(
+        segments.embeddings, store.group["class_text"][:], store.attrs["logit_scale"], 32,
+        rows=segments.segment_rows("train"),
+    )  # fmt: skip
+    np.testing.assert_array_equal(store.group["known_indices"][:], reference.indices[:, :4])  # one search serves both
+    m32 = known_prototypes(segments.embeddings, reference.indices).astype(np.float64)
+    cosines = (store.known.astype(np.float64) * m32).sum(axis=1)
+    assert report["top_m"] == 4 and report["reference_m"] == 32 and list(report["per_class"]) == store.known_classes
+    np.testing.assert_allclose(list(report["per_class"].values()), cosines, atol=1e-4)
+    assert report["cosine_to_m32"] == result.cosine_to_m32 == pytest.approx(cosines.mean(), abs=1e-4)
+    assert result.cosine_to_m32 < 0.999  # 4 segments are not 32: the measure can tell them apart
+    assert report["cosine_to_m32_min"] == pytest.approx(cosines.min(), abs=1e-4)
+    same = load_params("params.yaml", overrides={"top_m": 32})
+    again = run_prototypes(same, "data/cache/segments.zarr", "cache/t8.zarr", report=tmp_path / "q.json")
+    assert again.cosine_to_m32 == 1.0
+
+
 def test_dvc_stage_declares_what_the_stage_reads(project: Path) -> None:
     from clips4.stages.prototypes import run_prototypes
 
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["prototypes"]
     # persist: DVC must not delete it first; cache: false: no second copy in .dvc/cache (issue 12)
     assert stage["outs"] == [{"data/cache/prototypes.zarr": {"cache": False, "persist": True}}]
+    assert stage["metrics"] == [{"reports/prototypes.json": {"cache": False}}]  # Table 8's column, in dvc exp show
     seen: set[str] = set()
     for source in ("superpixels", "clip_kmeans"):  # the keys either segment source reads
         params = load_params("params.yaml", overrides={"fold": 2, "prototypes.source": source})
