@@ -162,9 +162,20 @@ def test_train_command_writes_model_metrics_and_curves(project, monkeypatch):
     )
     curves = Path("reports/train/plots/metrics/train")
     assert (curves / "loss.tsv").is_file() and (curves / "embedding.tsv").is_file()
-    # A second run finds the finished checkpoint of the same configuration: nothing to train.
+    # A second run finds the finished checkpoint of the same configuration: nothing to train. DVC deletes the
+    # stage's outputs that are not `persist` first; the rerun writes them again with the finished run's record.
+    summary = json.loads(Path("reports/train/metrics.json").read_text())
+    rows = (curves / "loss.tsv").read_text()
+    Path("models/clips4.json").unlink()
+    Path("reports/train/metrics.json").unlink()
     again = CliRunner().invoke(app, ["train"])
     assert again.exit_code == 0 and "6 iterations (from 6)" in again.output
+    rerun = json.loads(Path("models/clips4.json").read_text())
+    assert rerun["resumed_from"] == 6 and rerun["final_losses"] == record["final_losses"]
+    for key in ("wall_seconds", "images_per_second", "data_wait_fraction", "miou"):
+        assert rerun[key] == record[key], key
+    assert json.loads(Path("reports/train/metrics.json").read_text()) == summary and summary["step"] == 6
+    assert (curves / "loss.tsv").read_text() == rows  # no step logged twice
 
 
 def test_train_command_reports_a_corrupt_checkpoint_in_one_line(project, monkeypatch, tmp_path):

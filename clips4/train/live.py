@@ -30,6 +30,13 @@ class TrainLog:
             self.live.log_metric(f"train/{name}", float(value))
         self.live.make_summary()
 
+    def restore_summary(self, iteration: int, values: dict[str, float]) -> None:
+        """Write the summary (metrics.json) of a finished run again, without adding a row to its curves."""
+        self.live.step = iteration
+        for name, value in values.items():
+            self.live.log_metric(f"train/{name}", float(value), plot=False)
+        self.live.make_summary()
+
     def close(self) -> None:
         self.live.end()
 

@@ -150,7 +150,7 @@ def train_student(
         },
         runtime.world,
     )
-    start = _resume(out, identity, student, optimizer, objective, runtime)
+    start, finished_run = _resume(out, identity, student, optimizer, objective, runtime)
     # Each rank's own stream of dropout / k-means draws, after the identical initial weights.
     if start == 0:
         torch.manual_seed(params.seed * 1000 + 1 + runtime.rank)
@@ -165,13 +165,14 @@ def train_student(
     loader = batch_loader(batches, start, stop, workers=params.train.workers)
     log = TrainLog(live_dir, resume=start > 0, start=start) if (runtime.is_main and live_dir) else None
 
-    def checkpoint(iteration: int, losses: dict[str, float]) -> None:
+    def checkpoint(iteration: int, losses: dict[str, float], run: dict[str, Any] | None = None) -> None:
         states = _gather_rank_states(objective, runtime)
         if runtime.is_main:
             payload = _payload(params, identity, student, optimizer, objective, iteration, losses, states, inputs)
-            save_checkpoint(out, payload)
+            save_checkpoint(out, payload | {"run": run})
 
     losses: dict[str, float] = {}
+    logged: dict[str, float] = {}
     wait = compute = 0.0
     images = 0
     began = time.perf_counter()
@@ -200,8 +201,9 @@ def train_student(
             losses = {"loss": float(values[0])} | {k: float(v) for k, v in zip(terms, values[1:], strict=True)}
             speed = images / max(ready - began, 1e-9)
             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()} | {"img/s": f"{speed:.1f}"}, refresh=False)
+            logged = losses | {"lr": optimizer.param_groups[0]["lr"], "images_per_second": speed}
             if log is not None:
-                log.step(iteration, losses | {"lr": optimizer.param_groups[0]["lr"], "images_per_second": speed})
+                log.step(iteration, logged)
             if on_step is not None:
                 on_step(iteration, losses)
         bar.update()
@@ -209,21 +211,34 @@ def train_student(
             checkpoint(iteration, losses)
     bar.close()
     finished = iteration == total
+    wall = time.perf_counter() - began
+    run = {
+        "final_losses": losses,
+        "wall_seconds": round(wall, 2),
+        "images_per_second": round(images / wall, 2) if wall > 0 and images else 0.0,
+        "data_wait_fraction": round(wait / max(wait + compute, 1e-9), 4),
+        "logged": logged,
+    }
     if finished:
         broadcast_module_state(student)  # BatchNorm statistics of rank 0 everywhere: identical final weights
         if iteration > start or not Path(out).is_file():
-            checkpoint(iteration, losses)
-    wall = time.perf_counter() - began
+            checkpoint(iteration, losses, run)
+        elif finished_run is not None:
+            # A rerun over a finished checkpoint (a code change upstream) trains nothing: report the run that made
+            # it, so models/clips4.json and the dvclive summary (both rewritten by the stage) keep its record.
+            run = finished_run
+            if log is not None:
+                log.restore_summary(iteration, run["logged"])
     if log is not None:
         log.close()
     return TrainResult(
         checkpoint=str(out),
         iterations=iteration,
         start_iteration=start,
-        final_losses=losses,
-        wall_seconds=round(wall, 2),
-        images_per_second=round(images / wall, 2) if wall > 0 and images else 0.0,
-        data_wait_fraction=round(wait / max(wait + compute, 1e-9), 4),
+        final_losses=run["final_losses"],
+        wall_seconds=run["wall_seconds"],
+        images_per_second=run["images_per_second"],
+        data_wait_fraction=run["data_wait_fraction"],
         world_size=runtime.world,
         device=str(runtime.device),
         stopped_early=not finished,
@@ -256,18 +271,19 @@ def _resume(
     optimizer: torch.optim.Optimizer,
     objective: Objective,
     runtime: Runtime,
-) -> int:
-    """The iteration to start from: the checkpoint's when it is one of this configuration, else 0."""
+) -> tuple[int, dict[str, Any] | None]:
+    """The iteration to start from: the checkpoint's when it is one of this configuration, else 0; and the record
+    of the run that finished it (losses, speed, last logged values), when it is a finished one."""
     path = Path(out)
     if not path.is_file():
-        return 0
+        return 0, None
     checkpoint = read_checkpoint(path)  # a corrupt file is an error: never silently thrown away
     try:
         check_identity(checkpoint, identity, path)
     except CheckpointError as err:
         if runtime.is_main:
             log.warning(f"train: starting afresh: {err}")
-        return 0
+        return 0, None
     student.load_state_dict(checkpoint["state_dict"])
     optimizer.load_state_dict(checkpoint["training"]["optimizer"])
     states = checkpoint["training"]["ranks"]
@@ -275,7 +291,7 @@ def _resume(
     torch.set_rng_state(states[runtime.rank]["rng_cpu"])
     if runtime.device.type == "cuda" and states[runtime.rank].get("rng_cuda") is not None:
         torch.cuda.set_rng_state(states[runtime.rank]["rng_cuda"], runtime.device)
-    return int(checkpoint["iteration"])
+    return int(checkpoint["iteration"]), checkpoint.get("run")
 
 
 def _gather_rank_states(objective: Objective, runtime: Runtime) -> list[dict[str, Any]]:
