@@ -834,15 +834,18 @@ def experiments_collect(
         Path | None, typer.Option("--show-json", help="Read this saved `dvc exp show --json` output instead of DVC.")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Markdown file to write (default: print).")] = None,
+    rev: Annotated[
+        str | None, typer.Option(help="The commit the runs were queued from (default: HEAD), as `dvc exp show --rev`.")
+    ] = None,
 ) -> None:
-    """One Markdown table per paper table from the experiments' reports/metrics.json, mean ± std over seeds."""
+    """One Markdown table per paper table from the experiments' metrics files, mean ± std over seeds."""
     from clips4.experiments import collect_markdown, exp_show, load_tables, read_exp_show
 
     defined = load_tables(file)
     missing = [name for name in tables or [] if name not in defined]
     if missing:
         raise fail(f"{file}: no table {', '.join(missing)}; tables: {', '.join(defined)}", code=2)
-    show = read_exp_show(show_json) if show_json else exp_show()
+    show = read_exp_show(show_json) if show_json else exp_show(rev)
     text = collect_markdown([defined[name] for name in tables or defined], show)
     if out is None:
         typer.echo(text)

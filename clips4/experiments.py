@@ -161,9 +161,10 @@ def queue_table(
     return commands
 
 
-def exp_show() -> list[dict[str, Any]]:
-    """``dvc exp show --json`` of the current repository."""
-    done = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+def exp_show(rev: str | None = None) -> list[dict[str, Any]]:
+    """``dvc exp show --json`` of the current repository: the experiments of ``rev`` (default HEAD) as baseline."""
+    argv = ["dvc", "exp", "show", "--json", *(["--rev", rev] if rev else [])]
+    done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise Clips4Error(f"dvc exp show --json: failed ({done.stderr.strip()[-300:]}); run it inside the project")
     return json.loads(done.stdout or "[]")
@@ -273,7 +274,11 @@ def table_markdown(table: Table, found: dict[str, Result]) -> str:
         groups.setdefault(run.group, []).append(run)
     keys = list(dict.fromkeys(k for group in groups for k, _ in group))
     header = [*(k.rsplit(".", 1)[-1] for k in keys), *(m.rsplit(":", 1)[-1] for m in table.metrics), "runs"]
-    lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [f"### {table.title}", ""]
+    fixed = {k: v for run in table.runs[:1] for k, v in run.fixed.items()}
+    if fixed:
+        lines += ["Every run sets " + ", ".join(f"`{k}={set_value(v)}`" for k, v in fixed.items()) + ".", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group, runs in groups.items():
         values = dict(group)
         present = [found[run.name].metrics for run in runs if run.name in found and not found[run.name].error]
@@ -291,7 +296,19 @@ def table_markdown(table: Table, found: dict[str, Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def baseline_commits(show: Sequence[dict[str, Any]]) -> list[str]:
+    """The commits ``dvc exp show --json`` lists experiments under (each run is that commit plus its values)."""
+    return [c["rev"] for c in show if _dicts(c.get("experiments")) and isinstance(c.get("rev"), str)]
+
+
 def collect_markdown(tables: Iterable[Table], show: Sequence[dict[str, Any]]) -> str:
-    """Every table's Markdown from one ``dvc exp show --json`` output."""
+    """Every table's Markdown from one ``dvc exp show --json`` output, under a line naming the baseline commit:
+    each run's params are that commit's params.yaml plus the run's own values and its table's ``set``."""
     found = experiment_results(show)
-    return "\n".join(table_markdown(table, found) for table in tables)
+    commits = ", ".join(f"`{rev[:12]}`" for rev in baseline_commits(show)) or "none (no experiments found)"
+    head = (
+        f"Collected by `clips4 experiments collect` from `dvc exp show --json`. Baseline commit: {commits}; each "
+        "run is its params.yaml plus the values in the run's row (and its table's `set`), mean ± sample std over "
+        "seeds; the last column counts the runs found against the table's grid.\n"
+    )
+    return "\n".join([head, *(table_markdown(table, found) for table in tables)])

@@ -116,6 +116,8 @@ def test_collect_averages_seeds_and_skips_failed_and_unfinished_runs():
     assert experiment_names(show) == set(found) | {"table3-fold1-seed0"}
     text = collect_markdown([tables["table3"]], show)
     lines = text.splitlines()
+    assert lines[0].startswith("Collected by `clips4 experiments collect`") and "`111111111111`" in lines[0]
+    lines = lines[2:]
     assert lines[0] == "### " + tables["table3"].title
     assert lines[2].startswith("| fold | clips4.miou_unknown | clips4.miou_known | clips4.hiou |")
     fold0 = next(line for line in lines if line.startswith("| 0 |")).split(" | ")

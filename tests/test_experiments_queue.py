@@ -128,11 +128,19 @@ def test_a_table_runs_through_dvc_queue_start_and_is_collected(tmp_path: Path) -
     assert status.count("Success") == 2 and status.count("Failed") == 1, status
     assert log.read_text() == "cache built\n"  # copied into each run's workspace, not rebuilt there
 
-    out = repo / "docs" / "tables.md"
-    collected = _clips4(repo, "experiments", "collect", "--out", str(out), env=env)
-    assert collected.returncode == 0, collected.stderr
-    text = out.read_text()
-    assert "| 20.50 ± 0.71 | 0.5000 ± 0.0000 | 2/2 |" in text  # miou 20 and 21 over seeds 0 and 1; x = 2
-    assert "| -1 | - | 0/1 |" in text and "- `broken-x-1`: " in text  # the failure is named, the others kept
     again = _clips4(repo, "experiments", "queue", "two", env=env)  # nothing missing: nothing queued twice
     assert again.returncode == 0 and "queued 0 runs of two, 2 already in `dvc exp show`" in again.stdout
+
+    baseline = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    (repo / "NOTES.md").write_text("a commit after the runs: HEAD is no longer their baseline\n")
+    _git(repo, "add", "NOTES.md")
+    _git(repo, "commit", "-q", "-m", "notes")
+    out = repo / "docs" / "tables.md"
+    collected = _clips4(repo, "experiments", "collect", "--rev", baseline, "--out", str(out), env=env)
+    assert collected.returncode == 0, collected.stderr
+    text = out.read_text()
+    assert f"Baseline commit: `{baseline[:12]}`" in text and "Every run sets `x=2`." in text
+    assert "| 20.50 ± 0.71 | 0.5000 ± 0.0000 | 2/2 |" in text  # miou 20 and 21 over seeds 0 and 1; x = 2
+    assert "| -1 | - | 0/1 |" in text and "- `broken-x-1`: " in text  # the failure is named, the others kept
+    at_head = _clips4(repo, "experiments", "collect", "two", env=env)
+    assert at_head.returncode == 0 and "| - | - | 0/2 |" in at_head.stdout  # HEAD's own experiments: none
