@@ -117,6 +117,8 @@ class ClipParams:
     batch_size: int = _int(64, 1)  # images per forward pass when caching dense features (clip_dense)
     window: int = _int(448, 16)  # sliding-window inference for images larger than this (pixels)
     stride: int = _int(224, 1)
+    # dense features under autocast: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 (clips4.ops.precision)
+    precision: str = _choice("auto", "auto", "fp32", "bf16")
     pretrain: ClipPretrainParams = field(default_factory=ClipPretrainParams)
 
 
@@ -259,6 +261,7 @@ class TrainParams:
     blur: bool = False  # SimCLR's Gaussian blur (probability 1/2)
     checkpoint_every: int = _int(50, 1)  # iterations between checkpoints (models/clips4.pt)
     workers: int = _int(1, 0)  # data-loading processes (0: in the training process)
+    precision: str = _choice("auto", "auto", "fp32", "bf16")  # the student's forward under autocast (as clip's)
     # images of dataset.tune_split (val_split without one) scored into models/clips4.json
     score_images: int = _int(500, 1)
 

@@ -187,16 +187,23 @@ def dense_features_batch(
     stride: int,
     mode: str,
     device: torch.device,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """float16 dense features ``[B, h, w, D]`` of a stack of same-sized uint8 images ``[B, H, W, C]``, normalised
     by the model's ``mean`` and ``std`` on ``device``; in sliding windows (``window``, every ``stride`` pixels)
-    when an image side exceeds ``window``."""
-    batch = to_rgb_batch(images).to(device)
+    when an image side exceeds ``window``. ``precision`` (:mod:`clips4.ops.precision`) runs the tower under
+    autocast; the features are re-normalised in fp32 before the float16 store cast."""
+    from clips4.ops.precision import autocast, resolve_precision
+
+    batch = to_rgb_batch(images).to(device, non_blocking=True)
     batch = normalize_images(batch, mean, std)
-    if max(batch.shape[-2:]) > window:
-        features = dense_clip_features_sliding(model, batch, window, stride, mode)
-    else:
-        features = dense_clip_features(model, batch, mode)
+    with autocast(precision, device):
+        if max(batch.shape[-2:]) > window:
+            features = dense_clip_features_sliding(model, batch, window, stride, mode)
+        else:
+            features = dense_clip_features(model, batch, mode)
+    if resolve_precision(precision, device) != "fp32":
+        features = F.normalize(features.float(), dim=-1)
     return features.to(torch.float16).cpu().numpy()
 
 
@@ -213,6 +220,7 @@ def padded_dense_features(
     batch_size: int,
     device: torch.device,
     progress: Callable[[int], object] | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """float16 ``[len(images), *shape]``: the dense features (:func:`dense_features_batch`) of uint8 images of any
     sizes, each padded with zeros at the bottom and right to ``shape`` (grid height, grid width, D).
@@ -237,6 +245,7 @@ def padded_dense_features(
             stride=stride,
             mode=mode,
             device=device,
+            precision=precision,
         )
         for k, grid in zip(batch, dense, strict=True):
             height, width, dim = grid.shape

@@ -24,15 +24,23 @@ from clips4.params import Params
 from clips4.stages.common import DENSE_STORE, ImageList, StageResult, image_list, store_or_default
 
 
-def dense_parts(params: Params, identity: Any, images: ImageList) -> dict[str, Any]:
-    """What clip_dense.zarr depends on (see ``ChunkedStore.open``)."""
+def dense_parts(params: Params, identity: Any, images: ImageList, precision: str = "fp32") -> dict[str, Any]:
+    """What clip_dense.zarr depends on (see ``ChunkedStore.open``); ``precision`` is the resolved one (fp32 or bf16):
+    a store is not resumed in another precision than the one it was started in."""
+    clip = {"dense_mode": params.clip.dense_mode, "window": params.clip.window, "stride": params.clip.stride}
+    if precision != "fp32":  # (fp32 stores keep the fingerprint they had before the option existed)
+        clip["precision"] = precision
     return {
         "kind": "clip_dense",
         "weights": identity,
-        "clip": {"dense_mode": params.clip.dense_mode, "window": params.clip.window, "stride": params.clip.stride},
+        "clip": clip,
         "images": images.identity(),
         "code": code_digest(
-            "clips4.clip.dense", "clips4.ops.windows", "clips4.ops.batches", "clips4.stages.clip_dense"
+            "clips4.clip.dense",
+            "clips4.ops.windows",
+            "clips4.ops.batches",
+            "clips4.ops.precision",
+            "clips4.stages.clip_dense",
         ),
     }
 
@@ -48,9 +56,11 @@ def run_clip_dense(
     from clips4.clip import feature_stride, load_project_clip
     from clips4.clip.dense import padded_dense_features
     from clips4.clip.loading import compute_device
+    from clips4.ops.precision import resolve_precision
 
     out = store_or_default(params, out, DENSE_STORE)
     device = compute_device()
+    precision = resolve_precision(params.clip.precision, device)
     loaded = load_project_clip(params)
     loaded.model.to(device).eval()
     images = image_list(params)
@@ -77,6 +87,7 @@ def run_clip_dense(
         "weights_source": loaded.source,
         "weights_sha256": loaded.sha256,
         "dense_mode": params.clip.dense_mode,
+        "precision": precision,
         "input_size": "original image size (sliding windows above clip.window)",
         "feature_stride": step,
         "embed_dim": dim,
@@ -87,7 +98,7 @@ def run_clip_dense(
     store = ChunkedStore.open(
         out,
         layout,
-        dense_parts(params, loaded.identity, images),
+        dense_parts(params, loaded.identity, images, precision),
         attrs,
         stage="clip-dense",
         clevel=params.cache.clevel,
@@ -103,7 +114,7 @@ def run_clip_dense(
     total = layout.num_units
     # Progress in images: a work unit (one shard) holds up to hundreds of them.
     done_rows = layout.rows - sum(stop - start for start, stop in map(layout.unit_rows, pending))
-    progress = tqdm(total=layout.rows, initial=done_rows, desc=f"clip_dense ({device.type})", unit="image")
+    progress = tqdm(total=layout.rows, initial=done_rows, desc=f"clip_dense ({device.type}, {precision})", unit="image")
     # Decoding the next unit's JPEGs overlaps with the forward passes of this one.
     with progress, ThreadPoolExecutor(max_workers=1) as reader:
         upcoming = reader.submit(read_unit, pending[0]) if pending else None
@@ -123,6 +134,7 @@ def run_clip_dense(
                 batch_size=params.clip.batch_size,
                 device=device,
                 progress=progress.update,  # a batch at a time: a unit holds hundreds of images
+                precision=precision,
             )
             image_size = np.array([image.shape[:2] for image in pixels], np.int32)
             extent = np.array([[math.ceil(h / step), math.ceil(w / step)] for h, w in image_size], np.int32)

@@ -217,11 +217,14 @@ def sample_seed(seed: int, rank: int, batch: int, position: int) -> int:
     return int(np.random.SeedSequence([seed, rank, batch, position]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def batch_loader(batches: TrainBatches, start: int, stop: int, *, workers: int = 1, prefetch: int = 4) -> DataLoader:
-    """Batches ``start .. stop - 1`` in order, built ahead by ``workers`` forked processes (0: in this one)."""
-    options: dict[str, Any] = {}
+def batch_loader(
+    batches: TrainBatches, start: int, stop: int, *, workers: int = 1, prefetch: int = 4, pin_memory: bool = False
+) -> DataLoader:
+    """Batches ``start .. stop - 1`` in order, built ahead by ``workers`` forked processes (0: in this one), in
+    page-locked memory with ``pin_memory`` (on CUDA: the copies to the GPU then run asynchronously)."""
+    options: dict[str, Any] = {"pin_memory": pin_memory}
     if workers > 0:
-        options = {
+        options |= {
             "num_workers": workers,
             "prefetch_factor": prefetch,
             "multiprocessing_context": "fork",

@@ -33,6 +33,7 @@ from clips4.model.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from clips4.ops.precision import resolve_precision
 from clips4.params import Params
 from clips4.train.data import BatchPlan, TrainBatches, TrainCaches, batch_loader
 from clips4.train.distributed import Runtime, broadcast_module_state, mean_over_ranks, setup_runtime
@@ -42,7 +43,7 @@ from clips4.train.objective import Objective, PixelBaseline
 log = logging.getLogger(__name__)
 
 #: Params under ``train`` that change how a run is carried out but not the weights it reaches.
-NOT_IN_IDENTITY = ("checkpoint_every", "workers", "score_images")
+NOT_IN_IDENTITY = ("checkpoint_every", "workers", "score_images", "precision")  # precision: resolved, below
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,12 +74,17 @@ class TrainInputs:
     baseline: PixelBaseline | None = None  # the MaskCLIP+-style baseline (its targets replace the prototypes)
 
 
-def training_identity(params: Params, inputs: TrainInputs, caches: dict[str, str | None], world: int) -> dict:
+def training_identity(
+    params: Params, inputs: TrainInputs, caches: dict[str, str | None], world: int, device: torch.device | str = "cpu"
+) -> dict:
     """Everything the final weights depend on, as flat ``key: value`` pairs (what a resume must match).
 
     The baseline's weights do not depend on CLIP-S4's own hyper-parameters (kappa, segments_per_view, losses.*):
     they are left out of its identity, and its name and classes are in it."""
     train = {k: v for k, v in asdict(params.train).items() if k not in NOT_IN_IDENTITY}
+    precision = resolve_precision(params.train.precision, device)
+    if precision != "fp32":  # the resolved one; fp32 runs keep the identity they had before the option existed
+        train["precision"] = precision
     identity: dict[str, Any] = {
         "seed": params.seed,
         "dataset.name": params.dataset.name,
@@ -133,6 +139,8 @@ def train_student(
         pretrained_backbone=params.train.backbone_weights,
         random_init=params.train.random_init,
     ).to(runtime.device)
+    if runtime.device.type == "cuda":  # convolutions run faster on NHWC tensors there (cuDNN)
+        student = student.to(memory_format=torch.channels_last)
     if runtime.distributed and runtime.device.type == "cuda":
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
     optimizer = torch.optim.AdamW(
@@ -149,6 +157,7 @@ def train_student(
             "class_text" if inputs.baseline else "prototypes": objective.prototypes_fingerprint,
         },
         runtime.world,
+        runtime.device,
     )
     start, finished_run = _resume(out, identity, student, optimizer, objective, runtime)
     # Each rank's own stream of dropout / k-means draws, after the identical initial weights.
@@ -162,7 +171,7 @@ def train_student(
     )
     total = params.train.iterations
     stop = min(total, stop_after) if stop_after is not None else total
-    loader = batch_loader(batches, start, stop, workers=params.train.workers)
+    loader = batch_loader(batches, start, stop, workers=params.train.workers, pin_memory=runtime.device.type == "cuda")
     log = TrainLog(live_dir, resume=start > 0, start=start) if (runtime.is_main and live_dir) else None
 
     def checkpoint(iteration: int, losses: dict[str, float], run: dict[str, Any] | None = None) -> None:

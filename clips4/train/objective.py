@@ -18,10 +18,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 import clips4.cache
 from clips4.cache.api import PrototypesStore
 from clips4.cache.store import StoreError
+from clips4.ops.precision import autocast
 from clips4.params import Params
 from clips4.train.data import RawSample
 from clips4.train.losses import ClipS4Criterion, LossOutput, PixelPseudoLabelCriterion, ViewBatch
@@ -165,10 +167,16 @@ class Objective:
         """The criterion's output for one batch (both views through the student in one forward pass)."""
         images = batch["images"].to(device, non_blocking=True)
         size, views = images.shape[0], images.shape[1]
-        embeddings = model(images.flatten(0, 1))  # [B * 2, D, h, w], image-major
+        images = images.flatten(0, 1)
+        if device.type == "cuda":  # the student is channels-last there (clips4.train.loop)
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(self.params.train.precision, device):
+            embeddings = model(images)  # [B * 2, D, h, w], image-major
+        if embeddings.dtype != torch.float32:  # the losses run in fp32 on unit vectors
+            embeddings = F.normalize(embeddings.float(), dim=1)
         grid = tuple(embeddings.shape[-2:])
-        superpixels = resize_labels(batch["superpixels"].to(device), grid)  # [B, 2, h, w]
-        clip = batch["clip"].to(device).float()
+        superpixels = resize_labels(batch["superpixels"].to(device, non_blocking=True), grid)  # [B, 2, h, w]
+        clip = batch["clip"].to(device, non_blocking=True).float()
         if tuple(clip.shape[-2:]) != grid:
             raise ValueError(f"CLIP map {tuple(clip.shape[-2:])} is not on the student's output grid {grid}")
         embeddings = embeddings.view(size, views, *embeddings.shape[1:])
