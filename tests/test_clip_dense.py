@@ -196,3 +196,24 @@ def test_padded_dense_features_batch_each_size_in_order_of_first_appearance(vit,
         height, width = alone.shape[:2]
         np.testing.assert_allclose(features[k, :height, :width].astype(np.float32), alone.astype(np.float32), atol=2e-3)
         assert not features[k, height:].any() and not features[k, :, width:].any()
+
+
+def test_all_windows_of_a_batch_go_through_one_forward(vit):
+    """Issue 23: one batch of B x windows crops on the GPU, not one forward per window; the same features."""
+    from clips4.clip import feature_stride
+    from clips4.ops.windows import sliding_window_mean, window_starts
+
+    images, step = torch.randn(2, 3, 64, 96), feature_stride(vit.visual)
+    calls: list[int] = []
+
+    def forward(crop: torch.Tensor) -> torch.Tensor:
+        calls.append(len(crop))
+        return dense_clip_features(vit, crop)
+
+    windows = len(window_starts(64, 48, 32)) * len(window_starts(96, 48, 32))
+    batched = sliding_window_mean(forward, images, 48, 32, step=step)
+    assert calls == [2 * windows] and windows == 6
+    calls.clear()
+    one_window_at_a_time = sliding_window_mean(forward, images, 48, 32, step=step, crops_per_forward=2)
+    assert calls == [2] * windows
+    torch.testing.assert_close(batched, one_window_at_a_time, atol=1e-5, rtol=0)

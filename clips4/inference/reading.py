@@ -112,7 +112,9 @@ def student_features(student: torch.nn.Module, images: torch.Tensor, settings: R
             output = F.interpolate(student(crop), size=crop.shape[-2:], mode="bilinear", align_corners=False)
             return output.permute(0, 2, 3, 1)
 
-        embeddings = sliding_window_mean(window_pixels, images, settings.window, settings.stride)
+        embeddings = sliding_window_mean(
+            window_pixels, images, settings.window, settings.stride, crops_per_forward=images.shape[0]
+        )
     else:
         embeddings = student(images).permute(0, 2, 3, 1)
     return F.normalize(embeddings, dim=-1)

@@ -29,22 +29,30 @@ def sliding_window_mean(
     window: int,
     stride: int,
     step: int = 1,
+    crops_per_forward: int | None = None,
 ) -> torch.Tensor:
     """Unit features ``[B, H / step, W / step, D]`` of ``images [B, 3, H, W]`` read in square windows.
 
     ``H``, ``W``, ``window`` and ``stride`` must be multiples of ``step`` (the caller pads), so that every window
-    starts on the grid.
+    starts on the grid. The windows of all images go through ``forward`` together, ``crops_per_forward`` crops at a
+    time (they all have the same size; default: all ``B x windows`` in one batch, bounded by the caller's batch of
+    images): on a GPU a few large batches, not one small one per window. A forward whose output is large per crop
+    (the student's, upsampled to pixels) passes ``B``: one window of every image at a time.
     """
     height, width = images.shape[-2:]
     grid_h, grid_w = height // step, width // step
-    total = None
-    counts = torch.zeros(grid_h, grid_w, 1, dtype=images.dtype, device=images.device)
-    for top in window_starts(height, window, stride):
-        for left in window_starts(width, window, stride):
-            features = forward(images[..., top : top + window, left : left + window])
-            if total is None:
-                total = features.new_zeros((images.shape[0], grid_h, grid_w, features.shape[-1]))
-            gy, gx = top // step, left // step
-            total[:, gy : gy + features.shape[1], gx : gx + features.shape[2]] += features
-            counts[gy : gy + features.shape[1], gx : gx + features.shape[2]] += 1
+    starts = [
+        (top, left) for top in window_starts(height, window, stride) for left in window_starts(width, window, stride)
+    ]
+    crops = torch.cat([images[..., top : top + window, left : left + window] for top, left in starts])
+    chunk = len(crops) if crops_per_forward is None else max(1, crops_per_forward)
+    outputs = torch.cat([forward(part) for part in crops.split(chunk)])
+    # float32 sums at least: bf16 features (autocast) are averaged without bf16 rounding of the running total
+    dtype = torch.promote_types(outputs.dtype, torch.float32)
+    total = torch.zeros((images.shape[0], grid_h, grid_w, outputs.shape[-1]), dtype=dtype, device=outputs.device)
+    counts = torch.zeros(grid_h, grid_w, 1, dtype=dtype, device=outputs.device)
+    for (top, left), cell in zip(starts, outputs.split(images.shape[0]), strict=True):  # window-major, as stacked
+        gy, gx = top // step, left // step
+        total[:, gy : gy + cell.shape[1], gx : gx + cell.shape[2]] += cell
+        counts[gy : gy + cell.shape[1], gx : gx + cell.shape[2]] += 1
     return F.normalize(total / counts, dim=-1)
