@@ -102,7 +102,7 @@ ReportsDirOption = Annotated[
     Path | None,
     typer.Option(
         "--reports-dir",
-        help=f"Folder for segments.json and figures/. Default: {in_project(REPORTS_DIR)}, or with another local "
+        help=f"Folder for the stage's reports. Default: {in_project(REPORTS_DIR)}, or with another local "
         "--cache-dir, a reports folder beside it (required with a URL --cache-dir).",
         file_okay=False,
     ),
@@ -419,9 +419,12 @@ def segments(
 
 @app.command()
 @user_errors
-def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOption = None) -> None:
+def prototypes(
+    params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOption = None, reports_dir: ReportsDirOption = None
+) -> None:
     """Known-class prototypes (top_m segments per class by FAISS search; the fold's classes held out) and
-    `unknowns` random ones, into data/cache/prototypes.zarr."""
+    `unknowns` random ones, into data/cache/prototypes.zarr; each prototype's cosine to its m = 32 one into
+    reports/prototypes.json (Table 8)."""
     # torch and faiss-cpu each bring an OpenMP runtime; on few cores their idle threads spin against each other
     # (5-10x slower) unless idle threads sleep. Must be set before either library loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -429,7 +432,8 @@ def prototypes(params: ParamsOption = DEFAULT_PARAMS_PATH, cache_dir: CacheDirOp
 
     config = read_params(params)
     paths = [store_path(cache_dir_of(config, cache_dir), name) for name in ("segments", "prototypes", "clip_dense")]
-    result = run_prototypes(config, *paths)
+    report = reports_dir_for(config, cache_dir, reports_dir) / "prototypes.json"
+    result = run_prototypes(config, *paths, report=report)
     held = f"; held out: {', '.join(result.held_out_classes)}" if result.held_out_classes else ""
     typer.echo(
         f"prototypes: {result.path}: {len(result.known_classes)} known classes from {result.train_segments} train "

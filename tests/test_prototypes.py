@@ -416,3 +416,14 @@ def test_dvc_stage_declares_what_the_stage_reads(project: Path) -> None:
     # tests/test_stage_deps.py checks that every clips4 module the stage loads is one of these deps.
     deps = [ROOT / dep for dep in stage["deps"] if not dep.startswith(("$", "data/", "models/"))]
     assert [str(dep) for dep in deps if not dep.exists()] == []  # DVC stops on a missing dependency
+
+
+def test_the_report_goes_beside_the_caches_it_was_computed_from(project: Path, tmp_path: Path) -> None:
+    from clips4.stages.common import reports_beside
+
+    params = load_params("params.yaml")
+    assert reports_beside(params, "data/cache/prototypes.zarr") == params.project_path("reports")
+    elsewhere = tmp_path / "scratch" / "cache" / "prototypes.zarr"
+    assert reports_beside(params, elsewhere) == tmp_path / "scratch" / "reports"  # never into the project
+    with pytest.raises(Clips4Error, match="--reports-dir"):
+        reports_beside(params, "s3://bucket/cache/prototypes.zarr")

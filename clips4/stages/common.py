@@ -24,7 +24,7 @@ from clips4.data.segmentation import SegmentationDataset
 from clips4.data.splits import require_images
 from clips4.errors import Clips4Error
 from clips4.params import Params
-from clips4.paths import DEFAULT_CACHE_DIR
+from clips4.paths import DEFAULT_CACHE_DIR, REPORTS_DIR
 from clips4.workers import worker_count
 
 #: The stores' names in the cache folder (the project's data/cache, or ``--cache-dir``).
@@ -39,6 +39,18 @@ def store_or_default(params: Params, path: str | Path | None, store: str) -> str
     """``path`` when given (as given: relative to the current folder, or a URL), else ``store`` in the project's
     cache folder: data/cache beside the params file, wherever the stage runs from."""
     return path if path is not None else params.project_path(DEFAULT_CACHE_DIR) / store
+
+
+def reports_beside(params: Params, store: str | Path) -> Path:
+    """The reports folder for a stage that wrote ``store``: the project's reports/ when the store is in the
+    project's cache folder, else a reports folder beside the store's cache folder (``/x/cache/p.zarr`` ->
+    ``/x/reports``), so a run on caches elsewhere never writes into the project (as ``clips4 ucm --cache-dir``)."""
+    if "://" in str(store):
+        raise Clips4Error(f"{store} is a URL: give the report's path (--reports-dir DIR) for the stage's report")
+    folder = Path(store).parent
+    if folder.resolve() == params.project_path(DEFAULT_CACHE_DIR).resolve():
+        return params.project_path(REPORTS_DIR)
+    return folder.parent / REPORTS_DIR
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from clips4.errors import Clips4Error
 from clips4.io import atomic_write_json
 from clips4.params import Params, ParamsError
 from clips4.paths import PROTOTYPES_REPORT
-from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SEGMENTS_STORE, store_or_default
+from clips4.stages.common import DENSE_STORE, PROTOTYPES_STORE, SEGMENTS_STORE, reports_beside, store_or_default
 
 REFERENCE_M = 32  # the paper's Table 8 compares each top_m's prototypes to those of m = 32
 
@@ -154,8 +154,9 @@ def run_prototypes(
     report: str | Path | None = None,
 ) -> PrototypesResult:
     """Known prototypes by FAISS top-m over the train segments (``prototypes.source``), and random unknown ones.
-    The stores default to the project's, in data/cache beside the params file; ``report`` (default: the project's
-    reports/prototypes.json) gets each prototype's cosine to its m = 32 one."""
+    The stores default to the project's, in data/cache beside the params file; ``report`` (default: prototypes.json
+    in the reports folder beside ``out``'s, :func:`reports_beside`) gets each prototype's cosine to its m = 32
+    one."""
     import torch
 
     from clips4.clip import load_project_clip
@@ -172,7 +173,7 @@ def run_prototypes(
     segments = store_or_default(params, segments, SEGMENTS_STORE)
     out = store_or_default(params, out, PROTOTYPES_STORE)
     dense = store_or_default(params, dense, DENSE_STORE)
-    report = params.project_path(PROTOTYPES_REPORT) if report is None else Path(report)
+    report = reports_beside(params, out) / Path(PROTOTYPES_REPORT).name if report is None else Path(report)
     kmeans = params.prototypes.source == "clip_kmeans"
     source = clip_cluster_segments(params, dense) if kmeans else superpixel_segments(params, segments)
     embeddings, (first, stop) = source.embeddings, source.rows
