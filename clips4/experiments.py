@@ -35,6 +35,7 @@ from clips4.errors import Clips4Error
 EXPERIMENTS_FILE = Path("pipeline/experiments.yaml")
 METRICS_FILE = "reports/metrics.json"
 SEED_KEY = "seed"
+UNFINISHED_STATES = ("queued", "running")  # dvc exp show's executor states of runs without their own results
 
 
 @dataclass(frozen=True)
@@ -206,11 +207,14 @@ def experiment_results(show: Sequence[dict[str, Any]]) -> dict[str, Result]:
     """``{experiment name: Result}`` from ``dvc exp show --json`` (DVC 3): each commit's ``experiments`` list holds
     ``{"name", "revs": [{"name", "data": {"metrics": {file: {"data": {...}}}}, "error"}], "executor": {...}}``.
     The newest run of a name wins. A failed run (``error`` set) keeps its message and log and no metrics; a queued
-    or running one, which has no metrics file yet, is left out."""
+    or running one is left out: DVC lists it with the baseline's metrics files until it finishes."""
     found: dict[str, Result] = {}
     for commit in show:
         for experiment in _dicts(commit.get("experiments")):
-            log = _dict(_dict(experiment.get("executor")).get("local")).get("log")
+            executor = _dict(experiment.get("executor"))
+            if executor.get("state") in UNFINISHED_STATES:
+                continue
+            log = _dict(executor.get("local")).get("log")
             for rev in _dicts(experiment.get("revs")):
                 name = rev.get("name") or experiment.get("name")
                 if not isinstance(name, str) or name in found:

@@ -29,13 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 FILE = ROOT / "pipeline" / "experiments.yaml"
 
 
-def _rev(name: str, metrics: dict | None, error: dict | None = None, **files: dict) -> dict:
+def _rev(name: str, metrics: dict | None, error: dict | None = None, state: str | None = None, **files: dict) -> dict:
     """One experiment as `dvc exp show --json` lists it under its baseline commit (``files``: other metrics files,
     ``reports_prototypes`` for reports/prototypes.json)."""
     data = {"rev": "0" * 40, "params": {"params.yaml": {"data": {}}}, "deps": {}, "outs": {}, "meta": {}}
     data["metrics"] = {} if metrics is None else {"reports/metrics.json": {"data": metrics}}
     data["metrics"] |= {key.replace("_", "/", 1) + ".json": {"data": value} for key, value in files.items()}
-    executor = {"state": "failed" if error else "success", "local": {"log": f".dvc/tmp/exps/run/{name}.out"}}
+    state = state or ("failed" if error else "success")
+    executor = {"state": state, "local": {"log": f".dvc/tmp/exps/run/{name}.out"}}
     revs = [{"rev": "0" * 40, "name": name, "data": data, "error": error, "experiments": None}]
     return {"revs": revs, "name": name, "executor": executor}
 
@@ -106,14 +107,15 @@ def test_collect_averages_seeds_and_skips_failed_and_unfinished_runs():
         _rev("table3-fold0-seed0", {"clips4": {"miou_unknown": 10.0, "hiou": 20}, "maskclip": {"miou_unknown": 30}}),
         _rev("table3-fold0-seed1", {"clips4": {"miou_unknown": 20.0, "hiou": 40}, "maskclip": {"miou_unknown": 30}}),
         _rev("table3-fold0-seed2", {"clips4": {"miou_unknown": 99.0}}, error={"type": "ReproError", "msg": "failed"}),
-        _rev("table3-fold1-seed0", None),  # queued or running: no metrics yet
+        _rev("table3-fold1-seed0", None),  # no metrics yet
+        _rev("table3-fold1-seed1", {"clips4": {"miou_unknown": 99.0}}, state="running"),  # the baseline's files
         *[_rev(f"table3-fold2-seed{s}", {"clips4": {"miou_unknown": 50.0 + s}}) for s in range(3)],
     )
     found = experiment_results(show)
     finished = {"table3-fold0-seed0", "table3-fold0-seed1", *(f"table3-fold2-seed{s}" for s in range(3))}
     assert set(found) == finished | {"table3-fold0-seed2"}  # the queued fold1 run has no result yet
     assert found["table3-fold0-seed2"].error == "ReproError: failed" and not found["table3-fold0-seed2"].metrics
-    assert experiment_names(show) == set(found) | {"table3-fold1-seed0"}
+    assert experiment_names(show) == set(found) | {"table3-fold1-seed0", "table3-fold1-seed1"}
     text = collect_markdown([tables["table3"]], show)
     lines = text.splitlines()
     assert lines[0].startswith("Collected by `clips4 experiments collect`") and "`111111111111`" in lines[0]
