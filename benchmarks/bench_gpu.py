@@ -9,7 +9,8 @@ Random weights everywhere (nothing is downloaded, no pipeline output is read): s
 1. **Dense extraction** (the clip_dense stage's path, MaskCLIP mode): ``clips4.clip.dense.padded_dense_features``
    over Context-sized 500 x 375 images in the slide protocol (448 windows, stride 224: 2 windows an image), all
    windows of a batch in one forward; windows per second, and TFLOP/s from ``torch.utils.flop_counter`` on one
-   window.
+   window; and the stored cache's exactness: the bf16 features' cosine to fp32's, and how often the nearest of 20
+   random class vectors agrees.
 2. **Training step** of the student at batch 8 with two views (512 px real, 80 px tiny), all four losses on
    (``ClipS4Criterion`` with 14 known and 64 unknown prototypes, k-means segments, a 2-batch memory bank):
    forward under ``train.precision``'s autocast, backward, AdamW step; iterations per second. The batches are
@@ -94,10 +95,10 @@ def dense_extraction(size: dict, device: torch.device, repeats: int, peak: float
         per_image = 1
     windows = per_image * len(images)
     options = {"window": size["window"], "stride": size["stride"], "mode": "maskclip", "batch_size": len(images)}
-    rates = {}
+    rates, features = {}, {}
     for precision in PRECISIONS:
 
-        def run(p: str = precision) -> object:
+        def run(p: str = precision) -> np.ndarray:
             with torch.no_grad():
                 return padded_dense_features(
                     model, images, (0.48, 0.46, 0.41), (0.27, 0.26, 0.28), shape=grid, device=device, precision=p,
@@ -105,6 +106,11 @@ def dense_extraction(size: dict, device: torch.device, repeats: int, peak: float
                 )  # fmt: skip
 
         rates[precision] = windows / timed(run, device, repeats)
+        features[precision] = run().astype(np.float32)
+    # the cache's exactness (issue 23): bf16 against fp32 features, and the labels of 20 random class vectors
+    cosine = (features["fp32"] * features["bf16"]).sum(-1)[np.linalg.norm(features["fp32"], axis=-1) > 0]
+    text = np.random.default_rng(1).standard_normal((20, grid[2])).astype(np.float32)
+    agree = ((features["fp32"] @ text.T).argmax(-1) == (features["bf16"] @ text.T).argmax(-1)).mean()
     from torch.utils.flop_counter import FlopCounterMode
 
     window = torch.randn(1, 3, size["window"], size["window"], device=device)
@@ -112,6 +118,11 @@ def dense_extraction(size: dict, device: torch.device, repeats: int, peak: float
         dense_clip_features(model, window)
     label = f"dense {size['clip']} {width}x{height} ({per_image} windows)"
     report(label, "win/s", rates, counter.get_total_flops(), peak)
+    print(
+        f"{'  bf16 vs fp32 features':34s} cosine mean {cosine.mean():.6f} min {cosine.min():.6f}; labels of 20 random"
+        f" classes agree on {100 * agree:.2f} % of cells",
+        flush=True,
+    )
 
 
 def training_step(size: dict, device: torch.device, repeats: int) -> None:

@@ -26,4 +26,6 @@ def test_the_gpu_benchmark_runs_on_the_cpu_and_prints_every_figure() -> None:
         line = next(line for line in lines if line.startswith(label))
         assert "fp32" in line and "bf16/fp32" in line, line
     assert "TFLOP/s" in next(line for line in lines if line.startswith("dense"))
+    cosine = next(line for line in lines if "bf16 vs fp32 features" in line)
+    assert float(cosine.split("cosine mean ")[1].split()[0]) > 0.999  # the store's bf16 features are exact enough
     assert any(line.startswith("prototypes top-32 of 20,000 segments cpu") for line in lines)
