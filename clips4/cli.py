@@ -322,15 +322,16 @@ def store_path(cache_dir: str, name: str) -> str:
 
 
 def reports_dir_for(config: Params, cache_dir: str | None, reports_dir: Path | None) -> Path:
-    """Where the ucm stage writes its report: the project's reports/, but never into the project when the caches
-    live elsewhere."""
+    """Where the ucm and prototypes stages write their reports: ``--reports-dir``, else the project's reports/, but
+    never into the project when the caches live elsewhere (:func:`clips4.stages.common.reports_dir_for_cache`)."""
+    from clips4.stages.common import reports_dir_for_cache
+
     if reports_dir is not None:
         return reports_dir
-    if cache_dir is not None and "://" in cache_dir:
-        raise fail(f"--cache-dir {cache_dir} is a URL: give --reports-dir DIR for segments.json and figures", code=2)
-    if cache_dir is None or Path(cache_dir).resolve() == config.project_path(DEFAULT_CACHE_DIR).resolve():
-        return config.project_path(REPORTS_DIR)
-    return Path(cache_dir.rstrip("/")).parent / REPORTS_DIR
+    try:
+        return reports_dir_for_cache(config, cache_dir)
+    except Clips4Error as err:  # a URL --cache-dir: a usage error
+        raise fail(str(err), code=2) from None
 
 
 def _report_stage(name: str, result: Any) -> None:
@@ -432,8 +433,7 @@ def prototypes(
 
     config = read_params(params)
     paths = [store_path(cache_dir_of(config, cache_dir), name) for name in ("segments", "prototypes", "clip_dense")]
-    report = reports_dir_for(config, cache_dir, reports_dir) / "prototypes.json"
-    result = run_prototypes(config, *paths, report=report)
+    result = run_prototypes(config, *paths, reports_dir=reports_dir_for(config, cache_dir, reports_dir))
     held = f"; held out: {', '.join(result.held_out_classes)}" if result.held_out_classes else ""
     typer.echo(
         f"prototypes: {result.path}: {len(result.known_classes)} known classes from {result.train_segments} train "
@@ -820,9 +820,8 @@ def experiments_queue(
     commands = queue_table(chosen, existing=existing, dry_run=dry_run)
     for argv in commands:
         typer.echo(shlex.join(argv))
-    for path in chosen.copy_paths:
-        if not Path(path).exists():
-            typer.echo(f"note: {path} does not exist here, so every run rebuilds it (run `dvc repro` first)", err=True)
+    for path in sorted(set(chosen.copy_paths) - set(chosen.present_copy_paths())):
+        typer.echo(f"note: {path} does not exist here, so every run rebuilds it (run `dvc repro` first)", err=True)
     known = f", {len(existing)} already in `dvc exp show`" if existing else ""
     typer.echo(
         f"{'would queue' if dry_run else 'queued'} {len(commands)} runs of {table}{known}; run them: dvc queue start"

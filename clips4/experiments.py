@@ -23,7 +23,7 @@ import json
 import math
 import re
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,10 @@ class Table:
     runs: tuple[Run, ...]
     metrics: tuple[str, ...]
     copy_paths: tuple[str, ...] = ()  # the file's: untracked outputs each queued run starts from
+
+    def present_copy_paths(self, root: str | Path = ".") -> list[str]:
+        """The ``copy_paths`` that exist under ``root`` (a missing one is rebuilt by every run)."""
+        return [path for path in self.copy_paths if (Path(root) / path).exists()]
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,7 @@ def queue_table(
     or queued), so queueing a table again adds only what is missing; or only return the commands, ``dry_run``.
     The table's ``copy_paths`` that exist under ``root`` go with each run. A failing ``dvc`` stops it."""
     skip = set(existing)
-    copy_paths = [path for path in table.copy_paths if (Path(root) / path).exists()]
+    copy_paths = table.present_copy_paths(root)
     commands = [queue_command(run, copy_paths) for run in table.runs if run.name not in skip]
     if not dry_run:
         for argv in commands:
@@ -192,15 +196,18 @@ def read_exp_show(path: str | Path) -> list[dict[str, Any]]:
     return show
 
 
+def _named_revs(show: Sequence[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """``(name, rev, its experiment)`` of every named run in ``dvc exp show --json``, newest first."""
+    for commit in show:
+        for experiment in _dicts(commit.get("experiments")):
+            for rev in _dicts(experiment.get("revs")):
+                if isinstance(name := rev.get("name") or experiment.get("name"), str):
+                    yield name, rev, experiment
+
+
 def experiment_names(show: Sequence[dict[str, Any]]) -> set[str]:
     """Every experiment name in ``dvc exp show --json``, whatever its state (queued, running, done, failed)."""
-    return {
-        name
-        for commit in show
-        for experiment in _dicts(commit.get("experiments"))
-        for rev in _dicts(experiment.get("revs"))
-        if isinstance(name := rev.get("name") or experiment.get("name"), str)
-    }
+    return {name for name, _, _ in _named_revs(show)}
 
 
 def experiment_results(show: Sequence[dict[str, Any]]) -> dict[str, Result]:
@@ -209,28 +216,23 @@ def experiment_results(show: Sequence[dict[str, Any]]) -> dict[str, Result]:
     The newest run of a name wins. A failed run (``error`` set) keeps its message and log and no metrics; a queued
     or running one is left out: DVC lists it with the baseline's metrics files until it finishes."""
     found: dict[str, Result] = {}
-    for commit in show:
-        for experiment in _dicts(commit.get("experiments")):
-            executor = _dict(experiment.get("executor"))
-            if executor.get("state") in UNFINISHED_STATES:
-                continue
+    for name, rev, experiment in _named_revs(show):
+        executor = _dict(experiment.get("executor"))
+        if name in found or executor.get("state") in UNFINISHED_STATES:
+            continue
+        if rev.get("error"):
+            error = _dict(rev["error"])
+            message = ": ".join(str(part) for part in (error.get("type"), error.get("msg")) if part)
             log = _dict(executor.get("local")).get("log")
-            for rev in _dicts(experiment.get("revs")):
-                name = rev.get("name") or experiment.get("name")
-                if not isinstance(name, str) or name in found:
-                    continue
-                if rev.get("error"):
-                    error = _dict(rev["error"])
-                    message = ": ".join(str(part) for part in (error.get("type"), error.get("msg")) if part)
-                    found[name] = Result({}, message or "failed", log if isinstance(log, str) else None)
-                    continue
-                files = {
-                    file: entry["data"]
-                    for file, entry in _dict(_dict(rev.get("data")).get("metrics")).items()
-                    if isinstance(entry, dict) and isinstance(entry.get("data"), dict)
-                }
-                if METRICS_FILE in files:
-                    found[name] = Result(files)
+            found[name] = Result({}, message or "failed", log if isinstance(log, str) else None)
+            continue
+        files = {
+            file: entry["data"]
+            for file, entry in _dict(_dict(rev.get("data")).get("metrics")).items()
+            if isinstance(entry, dict) and isinstance(entry.get("data"), dict)
+        }
+        if METRICS_FILE in files:
+            found[name] = Result(files)
     return found
 
 

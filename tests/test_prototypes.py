@@ -380,8 +380,8 @@ def test_the_report_gives_each_prototypes_cosine_to_its_m32_prototype(project: P
     from clips4.stages.prototypes import run_prototypes
 
     params = load_params("params.yaml")
-    result = run_prototypes(params, "data/cache/segments.zarr", "cache/t8.zarr", report=tmp_path / "p.json")
-    report = json.loads((tmp_path / "p.json").read_text())
+    result = run_prototypes(params, "data/cache/segments.zarr", "cache/t8.zarr", reports_dir=tmp_path / "p")
+    report = json.loads((tmp_path / "p" / "prototypes.json").read_text())
     store = clips4.cache.open("cache/t8.zarr")
     segments = clips4.cache.open("data/cache/segments.zarr")
     reference = top_m_segments_torch(
@@ -397,7 +397,7 @@ def test_the_report_gives_each_prototypes_cosine_to_its_m32_prototype(project: P
     assert result.cosine_to_m32 < 0.999  # 4 segments are not 32: the measure can tell them apart
     assert report["cosine_to_m32_min"] == pytest.approx(cosines.min(), abs=1e-4)
     same = load_params("params.yaml", overrides={"top_m": 32})
-    again = run_prototypes(same, "data/cache/segments.zarr", "cache/t8.zarr", report=tmp_path / "q.json")
+    again = run_prototypes(same, "data/cache/segments.zarr", "cache/t8.zarr", reports_dir=tmp_path / "q")
     assert again.cosine_to_m32 == 1.0
 
 

@@ -41,16 +41,24 @@ def store_or_default(params: Params, path: str | Path | None, store: str) -> str
     return path if path is not None else params.project_path(DEFAULT_CACHE_DIR) / store
 
 
-def reports_beside(params: Params, store: str | Path) -> Path:
-    """The reports folder for a stage that wrote ``store``: the project's reports/ when the store is in the
-    project's cache folder, else a reports folder beside the store's cache folder (``/x/cache/p.zarr`` ->
-    ``/x/reports``), so a run on caches elsewhere never writes into the project (as ``clips4 ucm --cache-dir``)."""
-    if "://" in str(store):
-        raise Clips4Error(f"{store} is a URL: give the report's path (--reports-dir DIR) for the stage's report")
-    folder = Path(store).parent
+def reports_dir_for_cache(params: Params, cache_dir: str | Path | None) -> Path:
+    """The reports folder of a stage whose stores are in ``cache_dir`` (``None``: the project's): the project's
+    reports/ for the project's cache folder, else a reports folder beside it (``/x/cache`` -> ``/x/reports``), so a
+    run on caches elsewhere never writes into the project. A URL cache folder has none: name ``--reports-dir``."""
+    if cache_dir is None:
+        return params.project_path(REPORTS_DIR)
+    if "://" in str(cache_dir):
+        raise Clips4Error(f"--cache-dir {cache_dir} is a URL: give --reports-dir DIR for the stage's reports")
+    folder = Path(str(cache_dir).rstrip("/"))
     if folder.resolve() == params.project_path(DEFAULT_CACHE_DIR).resolve():
         return params.project_path(REPORTS_DIR)
     return folder.parent / REPORTS_DIR
+
+
+def reports_beside(params: Params, store: str | Path) -> Path:
+    """:func:`reports_dir_for_cache` of the cache folder that holds ``store`` (a path or a URL)."""
+    text = str(store)
+    return reports_dir_for_cache(params, text.rsplit("/", 1)[0] if "://" in text else Path(text).parent)
 
 
 @dataclass(frozen=True)

@@ -151,12 +151,12 @@ def run_prototypes(
     segments: str | Path | None = None,
     out: str | Path | None = None,
     dense: str | Path | None = None,
-    report: str | Path | None = None,
+    reports_dir: str | Path | None = None,
 ) -> PrototypesResult:
     """Known prototypes by FAISS top-m over the train segments (``prototypes.source``), and random unknown ones.
-    The stores default to the project's, in data/cache beside the params file; ``report`` (default: prototypes.json
-    in the reports folder beside ``out``'s, :func:`reports_beside`) gets each prototype's cosine to its m = 32
-    one."""
+    The stores default to the project's, in data/cache beside the params file; prototypes.json in ``reports_dir``
+    (default: the reports folder beside ``out``'s, :func:`reports_beside`) gets each prototype's cosine to its
+    m = 32 one."""
     import torch
 
     from clips4.clip import load_project_clip
@@ -173,7 +173,7 @@ def run_prototypes(
     segments = store_or_default(params, segments, SEGMENTS_STORE)
     out = store_or_default(params, out, PROTOTYPES_STORE)
     dense = store_or_default(params, dense, DENSE_STORE)
-    report = reports_beside(params, out) / Path(PROTOTYPES_REPORT).name if report is None else Path(report)
+    report = (reports_beside(params, out) if reports_dir is None else Path(reports_dir)) / Path(PROTOTYPES_REPORT).name
     kmeans = params.prototypes.source == "clip_kmeans"
     source = clip_cluster_segments(params, dense) if kmeans else superpixel_segments(params, segments)
     embeddings, (first, stop) = source.embeddings, source.rows
