@@ -171,7 +171,8 @@ def exp_show(rev: str | None = None) -> list[dict[str, Any]]:
     argv = ["dvc", "exp", "show", "--json", *(["--rev", rev] if rev else [])]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
-        raise Clips4Error(f"dvc exp show --json: failed ({done.stderr.strip()[-300:]}); run it inside the project")
+        fix = "give --rev a commit of this repository" if rev else "run it inside the project"
+        raise Clips4Error(f"{' '.join(argv)}: failed ({done.stderr.strip()[-300:]}); {fix}")
     return json.loads(done.stdout or "[]")
 
 

@@ -82,3 +82,18 @@ def test_a_bf16_student_trains_on_the_cpu_close_to_fp32(tmp_path, monkeypatch) -
     assert losses["bf16"].keys() == losses["fp32"].keys()
     for name, value in losses["fp32"].items():
         assert np.isfinite(losses["bf16"][name]) and losses["bf16"][name] == pytest.approx(value, rel=0.05, abs=0.02)
+
+
+def test_a_bf16_store_has_its_own_fingerprint_and_fp32_keeps_the_old_one() -> None:
+    """A clip_dense store is never resumed in the other precision; fp32 stores built before the key still resume."""
+    from clips4.params import Params
+    from clips4.stages.clip_dense import dense_parts
+
+    class Images:
+        def identity(self) -> str:
+            return "images"
+
+    params = Params()
+    fp32, bf16 = (dense_parts(params, "weights", Images(), p) for p in ("fp32", "bf16"))
+    assert "precision" not in fp32["clip"] and bf16["clip"]["precision"] == "bf16"
+    assert fp32["clip"] == {"dense_mode": "maskclip", "window": 448, "stride": 224}
