@@ -840,21 +840,44 @@ def experiments_collect(
     rev: Annotated[
         str | None, typer.Option(help="The commit the runs were queued from (default: HEAD), as `dvc exp show --rev`.")
     ] = None,
+    ledger: Annotated[
+        Path | None,
+        typer.Option(
+            help="Runs ledger (JSON, commit it): its runs are merged with `dvc exp show`'s, and every finished run "
+            "of the file's tables is written back, so tables fill up across clones and machines.",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """One Markdown table per paper table from the experiments' metrics files, mean ± std over seeds."""
-    from clips4.experiments import collect_markdown, exp_show, load_tables, read_exp_show
+    from clips4.experiments import (
+        collect_markdown,
+        exp_show,
+        experiment_results,
+        ledger_payload,
+        load_tables,
+        merge_results,
+        read_exp_show,
+        read_ledger,
+    )
+    from clips4.io import atomic_write, atomic_write_json
 
     defined = load_tables(file)
     missing = [name for name in tables or [] if name not in defined]
     if missing:
         raise fail(f"{file}: no table {', '.join(missing)}; tables: {', '.join(defined)}", code=2)
-    show = read_exp_show(show_json) if show_json else exp_show(rev)
-    text = collect_markdown([defined[name] for name in tables or defined], show)
+    kept = read_ledger(ledger) if ledger else {}
+    found = experiment_results(read_exp_show(show_json) if show_json else exp_show(rev))
+    results = merge_results(kept, found)
+    text = collect_markdown([defined[name] for name in tables or defined], results)
+    if ledger is not None:
+        with writing(ledger, "--ledger"):
+            atomic_write_json(ledger, ledger_payload(results, defined.values()), durable=True)
+        added = sum(1 for name, result in found.items() if not result.error and name not in kept)
+        typer.echo(f"{ledger}: {added} new runs, {len(kept)} kept", err=True)
     if out is None:
         typer.echo(text)
         return
-    from clips4.io import atomic_write
-
     with writing(out, "--out"):
         atomic_write(out, text)
     typer.echo(f"wrote {out}")

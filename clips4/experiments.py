@@ -12,6 +12,12 @@ A queued run executes in a copy of the repository (``.dvc/tmp/exps``) that holds
 outputs only; the file's ``copy_paths`` (the Zarr caches, which are ``cache: false``) are copied in with
 ``dvc exp run --copy-paths``, so a run reruns the stages its params change and not the caches above them.
 
+DVC keeps experiments as git refs of the clone that ran them (``refs/exps``): a fresh clone, another machine or
+``dvc exp remove`` loses them, and a table of 21 runs takes longer than one working session. The *ledger*, a JSON
+file committed with the tables (``collect --ledger docs/results_runs.json``), keeps every finished run's metrics
+files, its baseline commit and its params, so tables fill up over several queues, clones and machines, and the
+Markdown names the commits its runs come from.
+
 Pure functions, so the parsing and the arithmetic are tested on hand-made ``dvc exp show --json`` samples; only
 :func:`queue_table` and :func:`exp_show` run DVC.
 """
@@ -35,6 +41,7 @@ from clips4.errors import Clips4Error
 EXPERIMENTS_FILE = Path("pipeline/experiments.yaml")
 METRICS_FILE = "reports/metrics.json"
 SEED_KEY = "seed"
+LEDGER_FORMAT = 1
 UNFINISHED_STATES = ("queued", "running")  # dvc exp show's executor states of runs without their own results
 
 
@@ -76,6 +83,8 @@ class Result:
     metrics: dict[str, dict]
     error: str | None = None
     log: str | None = None
+    baseline: str | None = None  # the commit the run was queued from
+    rev: str | None = None  # the experiment's own commit (a ref only in the clone that ran it)
 
 
 def load_tables(path: str | Path = EXPERIMENTS_FILE) -> dict[str, Table]:
@@ -197,18 +206,22 @@ def read_exp_show(path: str | Path) -> list[dict[str, Any]]:
     return show
 
 
-def _named_revs(show: Sequence[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """``(name, rev, its experiment)`` of every named run in ``dvc exp show --json``, newest first."""
+def _named_revs(
+    show: Sequence[dict[str, Any]],
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], str | None]]:
+    """``(name, rev, its experiment, baseline commit)`` of every named run in ``dvc exp show --json``, newest
+    first."""
     for commit in show:
+        baseline = commit.get("rev") if isinstance(commit.get("rev"), str) else None
         for experiment in _dicts(commit.get("experiments")):
             for rev in _dicts(experiment.get("revs")):
                 if isinstance(name := rev.get("name") or experiment.get("name"), str):
-                    yield name, rev, experiment
+                    yield name, rev, experiment, baseline
 
 
 def experiment_names(show: Sequence[dict[str, Any]]) -> set[str]:
     """Every experiment name in ``dvc exp show --json``, whatever its state (queued, running, done, failed)."""
-    return {name for name, _, _ in _named_revs(show)}
+    return {name for name, _, _, _ in _named_revs(show)}
 
 
 def experiment_results(show: Sequence[dict[str, Any]]) -> dict[str, Result]:
@@ -217,24 +230,80 @@ def experiment_results(show: Sequence[dict[str, Any]]) -> dict[str, Result]:
     The newest run of a name wins. A failed run (``error`` set) keeps its message and log and no metrics; a queued
     or running one is left out: DVC lists it with the baseline's metrics files until it finishes."""
     found: dict[str, Result] = {}
-    for name, rev, experiment in _named_revs(show):
+    for name, rev, experiment, baseline in _named_revs(show):
         executor = _dict(experiment.get("executor"))
         if name in found or executor.get("state") in UNFINISHED_STATES:
             continue
+        own = rev.get("rev") if isinstance(rev.get("rev"), str) else None
         if rev.get("error"):
             error = _dict(rev["error"])
             message = ": ".join(str(part) for part in (error.get("type"), error.get("msg")) if part)
             log = _dict(executor.get("local")).get("log")
-            found[name] = Result({}, message or "failed", log if isinstance(log, str) else None)
+            found[name] = Result({}, message or "failed", log if isinstance(log, str) else None, baseline, own)
             continue
+        data = _dict(rev.get("data"))
         files = {
             file: entry["data"]
-            for file, entry in _dict(_dict(rev.get("data")).get("metrics")).items()
+            for file, entry in _dict(data.get("metrics")).items()
             if isinstance(entry, dict) and isinstance(entry.get("data"), dict)
         }
+        own = data.get("rev") if isinstance(data.get("rev"), str) else own
         if METRICS_FILE in files:
-            found[name] = Result(files)
+            found[name] = Result(files, baseline=baseline, rev=own)
     return found
+
+
+def read_ledger(path: str | Path) -> dict[str, Result]:
+    """The runs a ledger file keeps (``{}`` when it does not exist yet), or one line naming the file and the fix."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    fix = f"restore it with `git checkout -- {path}`, or pass another --ledger"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except IsADirectoryError:
+        raise Clips4Error(f"{path}: --ledger is a folder, not a file; give a .json file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise Clips4Error(f"{path}: the runs ledger is not valid JSON ({err}); {fix}") from None
+    runs = raw.get("runs") if isinstance(raw, dict) else None
+    if not isinstance(runs, dict) or raw.get("format") != LEDGER_FORMAT:
+        raise Clips4Error(
+            f'{path}: not a clips4 runs ledger (expected {{"format": {LEDGER_FORMAT}, "runs": {{...}}}}); {fix}'
+        )
+    kept: dict[str, Result] = {}
+    for name, entry in runs.items():
+        metrics = _dict(_dict(entry).get("metrics"))
+        if METRICS_FILE not in metrics:
+            raise Clips4Error(f"{path}: run {name!r} has no {METRICS_FILE} metrics; {fix}")
+        kept[name] = Result(metrics, baseline=entry.get("baseline"), rev=entry.get("rev"))
+    return kept
+
+
+def merge_results(kept: dict[str, Result], found: dict[str, Result]) -> dict[str, Result]:
+    """The ledger's runs updated by ``dvc exp show``'s: a finished run replaces the kept one of its name (it is a
+    rerun), a failed one is listed only where no finished run of that name is kept."""
+    merged = dict(kept)
+    for name, result in found.items():
+        if not result.error or name not in kept:
+            merged[name] = result
+    return merged
+
+
+def ledger_payload(results: dict[str, Result], tables: Iterable[Table]) -> dict[str, Any]:
+    """The ledger's content: every finished run of the ``tables`` with its metrics files, baseline commit and the
+    params it set, sorted by name so a commit's diff shows just the new runs."""
+    runs = {run.name: run for table in tables for run in table.runs}
+    entries = {
+        name: {
+            "baseline": result.baseline,
+            "rev": result.rev,
+            "params": runs[name].overrides,
+            "metrics": result.metrics,
+        }
+        for name, result in sorted(results.items())
+        if name in runs and not result.error
+    }
+    return {"format": LEDGER_FORMAT, "runs": entries}
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -285,6 +354,9 @@ def table_markdown(table: Table, found: dict[str, Result]) -> str:
     fixed = {k: v for run in table.runs[:1] for k, v in run.fixed.items()}
     if fixed:
         lines += ["Every run sets " + ", ".join(f"`{k}={set_value(v)}`" for k, v in fixed.items()) + ".", ""]
+    commits = baseline_counts([table], found)
+    if len(commits) > 1:  # runs queued from several commits (the ledger's): say which, as their code may differ
+        lines += ["Runs from commits " + ", ".join(f"`{rev[:12]}` ({n})" for rev, n in commits.items()) + ".", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group, runs in groups.items():
         values = dict(group)
@@ -303,19 +375,30 @@ def table_markdown(table: Table, found: dict[str, Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def baseline_commits(show: Sequence[dict[str, Any]]) -> list[str]:
-    """The commits ``dvc exp show --json`` lists experiments under (each run is that commit plus its values)."""
-    return [c["rev"] for c in show if _dicts(c.get("experiments")) and isinstance(c.get("rev"), str)]
+def baseline_counts(tables: Iterable[Table], found: dict[str, Result]) -> dict[str, int]:
+    """``{baseline commit: finished runs of the tables}``, the commits first met first."""
+    counts: dict[str, int] = {}
+    for table in tables:
+        for run in table.runs:
+            result = found.get(run.name)
+            if result is not None and not result.error:
+                key = result.baseline or "unknown"
+                counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
-def collect_markdown(tables: Iterable[Table], show: Sequence[dict[str, Any]]) -> str:
-    """Every table's Markdown from one ``dvc exp show --json`` output, under a line naming the baseline commit:
-    each run's params are that commit's params.yaml plus the run's own values and its table's ``set``."""
-    found = experiment_results(show)
-    commits = ", ".join(f"`{rev[:12]}`" for rev in baseline_commits(show)) or "none (no experiments found)"
+def collect_markdown(tables: Iterable[Table], found: dict[str, Result]) -> str:
+    """Every table's Markdown from the runs ``found`` (``dvc exp show --json``'s, merged with a ledger's), under a
+    line naming the baseline commits: each run's params are its commit's params.yaml plus the run's own values and
+    its table's ``set``."""
+    tables = list(tables)
+    counts = baseline_counts(tables, found)
+    commits = ", ".join(f"`{rev[:12]}` ({n} run{'s' * (n != 1)})" for rev, n in counts.items())
+    commits = commits or "none (no runs found)"
     head = (
-        f"Collected by `clips4 experiments collect` from `dvc exp show --json`. Baseline commit: {commits}; each "
-        "run is its params.yaml plus the values in the run's row (and its table's `set`), mean ± sample std over "
-        "seeds; the last column counts the runs found against the table's grid.\n"
+        f"Collected by `clips4 experiments collect` from `dvc exp show --json` and the runs ledger. Baseline "
+        f"commits: {commits}; each run is its commit's params.yaml plus the values in the run's row (and its "
+        "table's `set`), mean ± sample std over seeds; the last column counts the runs found against the table's "
+        "grid.\n"
     )
     return "\n".join([head, *(table_markdown(table, found) for table in tables)])

@@ -17,8 +17,10 @@ from clips4.experiments import (
     collect_markdown,
     experiment_names,
     experiment_results,
+    ledger_payload,
     load_tables,
     mean_std,
+    merge_results,
     queue_command,
     queue_table,
     run_name,
@@ -116,9 +118,9 @@ def test_collect_averages_seeds_and_skips_failed_and_unfinished_runs():
     assert set(found) == finished | {"table3-fold0-seed2"}  # the queued fold1 run has no result yet
     assert found["table3-fold0-seed2"].error == "ReproError: failed" and not found["table3-fold0-seed2"].metrics
     assert experiment_names(show) == set(found) | {"table3-fold1-seed0", "table3-fold1-seed1"}
-    text = collect_markdown([tables["table3"]], show)
+    text = collect_markdown([tables["table3"]], found)
     lines = text.splitlines()
-    assert lines[0].startswith("Collected by `clips4 experiments collect`") and "`111111111111`" in lines[0]
+    assert lines[0].startswith("Collected by `clips4 experiments collect`") and "`111111111111` (5 runs)" in lines[0]
     lines = lines[2:]
     assert lines[0] == "### " + tables["table3"].title
     assert lines[2].startswith("| fold | clips4.miou_unknown | clips4.miou_known | clips4.hiou |")
@@ -151,6 +153,58 @@ def test_cli_collect_from_a_saved_show_json(tmp_path):
     assert "| 8 | 0.9000 | 55.50 | 0.800 | 1/1 |" in text
     bad = CliRunner().invoke(app, ["experiments", "queue", "table9", "--file", str(FILE), "--dry-run"])
     assert bad.exit_code == 2 and "no table 'table9'" in bad.output
+
+
+def _collect(tmp_path, show: list[dict], *args: str):
+    saved = tmp_path / "show.json"
+    saved.write_text(json.dumps(show))
+    argv = ["experiments", "collect", "table8", "--file", str(FILE), "--show-json", str(saved), *args]
+    return CliRunner().invoke(app, argv)
+
+
+def test_the_ledger_keeps_runs_that_dvc_no_longer_lists(tmp_path):
+    """A fresh clone has no `refs/exps`: the ledger keeps the earlier runs, so a table fills up over several
+    queues; a rerun replaces its kept result, a failed rerun does not, and the Markdown names both commits."""
+    ledger, out = tmp_path / "runs.json", tmp_path / "tables.md"
+    first = [_rev(f"table8-top_m{m}", {"clips4": {"miou": float(m)}}, reports_prototypes={"cosine_to_m32": 0.5})
+             for m in (1, 8)]  # fmt: skip
+    assert _collect(tmp_path, _show(*first), "--ledger", str(ledger), "--out", str(out)).exit_code == 0
+    kept = json.loads(ledger.read_text())
+    assert sorted(kept["runs"]) == ["table8-top_m1", "table8-top_m8"]
+    assert kept["runs"]["table8-top_m8"]["params"] == {"top_m": 8} and kept["runs"]["table8-top_m8"]["baseline"]
+    # another clone, another baseline commit: m = 16 is new, m = 8 reran, m = 1 failed its rerun
+    later = _show(
+        _rev("table8-top_m16", {"clips4": {"miou": 16.0}}),
+        _rev("table8-top_m8", {"clips4": {"miou": 80.0}}),
+        _rev("table8-top_m1", None, error={"type": "ReproError", "msg": "killed"}),
+    )
+    later[1]["rev"] = "2" * 40
+    result = _collect(tmp_path, later, "--ledger", str(ledger), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "| 1 | 0.5000 | 1.00 | - | 1/1 |" in text  # kept from the first clone; its failed rerun not listed
+    assert "| 8 | - | 80.00 | - | 1/1 |" in text and "| 16 | - | 16.00 | - | 1/1 |" in text
+    assert "`111111111111` (1 run), `222222222222` (2 runs)" in text and "Runs from commits" in text
+    assert "table8-top_m1`: ReproError" not in text
+    assert sorted(json.loads(ledger.read_text())["runs"]) == ["table8-top_m1", "table8-top_m16", "table8-top_m8"]
+
+
+def test_merge_lists_a_failure_only_without_a_kept_run():
+    tables = load_tables(FILE)
+    ok = experiment_results(_show(_rev("table8-top_m1", {"clips4": {"miou": 1.0}})))
+    failed = experiment_results(_show(_rev("table8-top_m1", None, error={"type": "E"}), _rev("adhoc", {})))
+    assert merge_results(ok, failed)["table8-top_m1"].metrics and merge_results({}, failed)["table8-top_m1"].error
+    assert list(ledger_payload(merge_results(ok, failed), tables.values())["runs"]) == ["table8-top_m1"]
+
+
+def test_a_bad_ledger_is_one_line_naming_it(tmp_path):
+    ledger = tmp_path / "runs.json"
+    for text, words in (("{", "not valid JSON"), ('{"runs": []}', "not a clips4 runs ledger"),
+                        ('{"format": 1, "runs": {"x": {}}}', "has no reports/metrics.json")):  # fmt: skip
+        ledger.write_text(text)
+        result = _collect(tmp_path, _show(), "--ledger", str(ledger))
+        assert result.exit_code != 0 and words in result.output and str(ledger) in result.output
+        assert ledger.read_text() == text  # left as it was
 
 
 def test_a_bad_experiments_file_is_one_line(tmp_path):

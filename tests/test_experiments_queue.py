@@ -136,11 +136,23 @@ def test_a_table_runs_through_dvc_queue_start_and_is_collected(tmp_path: Path) -
     _git(repo, "add", "NOTES.md")
     _git(repo, "commit", "-q", "-m", "notes")
     out = repo / "docs" / "tables.md"
-    collected = _clips4(repo, "experiments", "collect", "--rev", baseline, "--out", str(out), env=env)
+    ledger = "docs/runs.json"
+    collected = _clips4(
+        repo, "experiments", "collect", "--rev", baseline, "--ledger", ledger, "--out", str(out), env=env
+    )
     assert collected.returncode == 0, collected.stderr
     text = out.read_text()
-    assert f"Baseline commit: `{baseline[:12]}`" in text and "Every run sets `x=2`." in text
+    assert f"Baseline commits: `{baseline[:12]}` (2 runs)" in text and "Every run sets `x=2`." in text
     assert "| 20.50 ± 0.71 | 0.5000 ± 0.0000 | 2/2 |" in text  # miou 20 and 21 over seeds 0 and 1; x = 2
     assert "| -1 | - | 0/1 |" in text and "- `broken-x-1`: " in text  # the failure is named, the others kept
     at_head = _clips4(repo, "experiments", "collect", "two", env=env)
     assert at_head.returncode == 0 and "| - | - | 0/2 |" in at_head.stdout  # HEAD's own experiments: none
+
+    # a fresh clone (another machine) has no refs/exps: the committed ledger still holds the two runs
+    _git(repo, "add", ledger)
+    _git(repo, "commit", "-q", "-m", "runs ledger")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, capture_output=True)
+    from_clone = _clips4(clone, "experiments", "collect", "two", "--ledger", ledger, env=env)
+    assert from_clone.returncode == 0, from_clone.stderr
+    assert "| 20.50 ± 0.71 | 0.5000 ± 0.0000 | 2/2 |" in from_clone.stdout and "0 new runs, 2 kept" in from_clone.stderr
