@@ -33,13 +33,20 @@ class ClusterSegments:
 def cluster_image(features: np.ndarray, clusters: int, generator: torch.Generator) -> np.ndarray:
     """float32 unit ``[n, D]``: the normalised mean features of the (non-empty) k-means clusters of one image's
     features ``[h, w, D]``, in cluster order."""
+    return image_clusters(features, clusters, generator)[0]
+
+
+def image_clusters(features: np.ndarray, clusters: int, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cluster_image`'s segments ``[n, D]`` and each feature's segment ``[h, w]`` (int64, into those ``n``
+    rows), for what reads a segment back onto the image (benchmarks/prototype_purity.py)."""
     points = F.normalize(
         torch.from_numpy(np.asarray(features, dtype=np.float32)).reshape(-1, features.shape[-1]), dim=1
     )
     labels = spherical_kmeans(points, clusters, KMEANS_ITERATIONS, generator)
     sums = points.new_zeros(int(labels.max()) + 1, points.shape[1]).index_add_(0, labels, points)
-    sums = sums[sums.norm(dim=1) > 0]
-    return F.normalize(sums, dim=1).numpy()
+    kept = sums.norm(dim=1) > 0
+    compact = torch.cumsum(kept.long(), 0) - 1  # cluster id -> row among the non-empty ones
+    return F.normalize(sums[kept], dim=1).numpy(), compact[labels].reshape(features.shape[:-1]).numpy()
 
 
 def clip_kmeans_segments(dense: object, rows: tuple[int, int], clusters: int, seed: int) -> ClusterSegments:
