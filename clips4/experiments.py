@@ -350,7 +350,7 @@ def table_markdown(table: Table, found: dict[str, Result]) -> str:
         groups.setdefault(run.group, []).append(run)
     keys = list(dict.fromkeys(k for group in groups for k, _ in group))
     header = [*(k.rsplit(".", 1)[-1] for k in keys), *(m.rsplit(":", 1)[-1] for m in table.metrics), "runs"]
-    lines = [f"### {table.title}", ""]
+    lines = [f"## {table.title}", ""]  # DESIGN.md: one `## Table N` section each
     fixed = {k: v for run in table.runs[:1] for k, v in run.fixed.items()}
     if fixed:
         lines += ["Every run sets " + ", ".join(f"`{k}={set_value(v)}`" for k, v in fixed.items()) + ".", ""]

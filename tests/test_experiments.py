@@ -122,7 +122,7 @@ def test_collect_averages_seeds_and_skips_failed_and_unfinished_runs():
     lines = text.splitlines()
     assert lines[0].startswith("Collected by `clips4 experiments collect`") and "`111111111111` (5 runs)" in lines[0]
     lines = lines[2:]
-    assert lines[0] == "### " + tables["table3"].title
+    assert lines[0] == "## " + tables["table3"].title
     assert lines[2].startswith("| fold | clips4.miou_unknown | clips4.miou_known | clips4.hiou |")
     fold0 = next(line for line in lines if line.startswith("| 0 |")).split(" | ")
     assert fold0[1] == "15.00 ± 7.07 (n=2)"  # mean 15, sample std sqrt(50): 2 of the 3 seeds found, 1 failed
