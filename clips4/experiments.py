@@ -396,7 +396,7 @@ def collect_markdown(tables: Iterable[Table], found: dict[str, Result]) -> str:
     commits = ", ".join(f"`{rev[:12]}` ({n} run{'s' * (n != 1)})" for rev, n in counts.items())
     commits = commits or "none (no runs found)"
     head = (
-        f"Collected by `clips4 experiments collect` from `dvc exp show --json` and the runs ledger. Baseline "
+        f"Collected by `clips4 experiments collect` from `dvc exp show --json` (and `--ledger`'s runs). Baseline "
         f"commits: {commits}; each run is its commit's params.yaml plus the values in the run's row (and its "
         "table's `set`), mean ± sample std over seeds; the last column counts the runs found against the table's "
         "grid.\n"
