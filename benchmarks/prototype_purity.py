@@ -77,7 +77,8 @@ def main() -> None:
     indices = prototypes.group["known_indices"][:]
     unknown_rows = prototypes.group["unknown_indices"][:]
     every = np.unique(np.concatenate([indices.ravel(), unknown_rows]))
-    if prototypes.attrs.get("source") == "clip_kmeans":  # one pass over the images for every row wanted
+    source = prototypes.attrs.get("source", "superpixels")
+    if source == "clip_kmeans":  # one pass over the images for every row wanted
         searched = prototypes.group["segment_image_rows"].shape[0]
         classes = dict(zip(every.tolist(), cluster_classes(every, dense, params, searched).tolist(), strict=True))
     else:
@@ -88,7 +89,6 @@ def main() -> None:
 
     names = open_dataset(params.dataset.name, params.dataset.root, params.dataset.train_split).class_names
     class_ids = prototypes.attrs["known_class_ids"]
-    source = prototypes.attrs.get("source", "superpixels")
     print(f"top_m={indices.shape[1]}  logit_scale={prototypes.attrs['logit_scale']:.2f}  source={source}")
     purities = []
     for name, class_id, rows in zip(prototypes.known_classes, class_ids, indices, strict=True):

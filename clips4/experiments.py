@@ -241,13 +241,11 @@ def experiment_results(show: Sequence[dict[str, Any]]) -> dict[str, Result]:
             log = _dict(executor.get("local")).get("log")
             found[name] = Result({}, message or "failed", log if isinstance(log, str) else None, baseline, own)
             continue
-        data = _dict(rev.get("data"))
         files = {
             file: entry["data"]
-            for file, entry in _dict(data.get("metrics")).items()
+            for file, entry in _dict(_dict(rev.get("data")).get("metrics")).items()
             if isinstance(entry, dict) and isinstance(entry.get("data"), dict)
         }
-        own = data.get("rev") if isinstance(data.get("rev"), str) else own
         if METRICS_FILE in files:
             found[name] = Result(files, baseline=baseline, rev=own)
     return found

@@ -139,27 +139,24 @@ def test_mean_std_of_one_value_has_no_std():
     assert mean_std([1.0, 3.0]) == pytest.approx((2.0, 2**0.5))
 
 
-def test_cli_collect_from_a_saved_show_json(tmp_path):
+def _collect(tmp_path, show: list[dict], *args: str):
+    """`clips4 experiments collect table8` on ``show`` saved as a `dvc exp show --json` file."""
     saved = tmp_path / "show.json"
+    saved.write_text(json.dumps(show))
+    argv = ["experiments", "collect", "table8", "--file", str(FILE), "--show-json", str(saved), *args]
+    return CliRunner().invoke(app, argv)
+
+
+def test_cli_collect_from_a_saved_show_json(tmp_path):
     run = _rev("table8-top_m8", {"clips4": {"miou": 55.5, "avgsim": 0.8}}, reports_prototypes={"cosine_to_m32": 0.9})
-    saved.write_text(json.dumps(_show(run)))
     out = tmp_path / "tables.md"
-    result = CliRunner().invoke(
-        app, ["experiments", "collect", "table8", "--file", str(FILE), "--show-json", str(saved), "--out", str(out)]
-    )
+    result = _collect(tmp_path, _show(run), "--out", str(out))
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "| top_m | cosine_to_m32 | clips4.miou | clips4.avgsim | runs |" in text
     assert "| 8 | 0.9000 | 55.50 | 0.800 | 1/1 |" in text
     bad = CliRunner().invoke(app, ["experiments", "queue", "table9", "--file", str(FILE), "--dry-run"])
     assert bad.exit_code == 2 and "no table 'table9'" in bad.output
-
-
-def _collect(tmp_path, show: list[dict], *args: str):
-    saved = tmp_path / "show.json"
-    saved.write_text(json.dumps(show))
-    argv = ["experiments", "collect", "table8", "--file", str(FILE), "--show-json", str(saved), *args]
-    return CliRunner().invoke(app, argv)
 
 
 def test_the_ledger_keeps_runs_that_dvc_no_longer_lists(tmp_path):
