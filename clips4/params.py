@@ -105,6 +105,10 @@ class ClipPretrainParams:
     # FLIP's patch dropout (Li et al. 2023; open_clip's vision_cfg.patch_dropout): this share of the image's patch
     # tokens is dropped at random in each training step, none at inference (docs/clip.md: half the cost per step)
     patch_dropout: float = _float(0.5, 0.0, 0.9)
+    # weight of the dense presence loss (clips4.clip.pretrain.dense_presence_loss; 0: CLIP's loss alone) and the
+    # images of each batch it reads (the first ones: it needs every patch, so it costs a full forward of them)
+    dense_weight: float = _float(1.0, 0.0)
+    dense_images: int = _int(32, 1)
 
 
 @dataclass(frozen=True)

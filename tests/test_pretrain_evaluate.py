@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from clips4.cli import app
 from clips4.clip import load_clip
-from clips4.clip.pretrain import contrastive_loss
+from clips4.clip.pretrain import contrastive_loss, dense_presence_loss, train_tiny_clip
 from clips4.data.synth import write_world
 from clips4.errors import Clips4Error
 from clips4.params import load_params
@@ -44,6 +44,30 @@ def test_contrastive_loss_prefers_matching_pairs():
     features = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
     scale = torch.tensor(math.log(10.0))
     assert contrastive_loss(features, features, scale) < contrastive_loss(features, features.roll(1, 0), scale)
+
+
+def test_dense_presence_loss_rewards_a_patch_showing_each_named_concept():
+    text = torch.eye(3)  # three concepts
+    scale = torch.tensor(math.log(10.0))
+    present = torch.tensor([[True, True, False]])
+    # Two patches showing concepts 0 and 1, as the caption says; then the same patches showing 0 and the absent 2.
+    right = torch.stack([text[0], text[1]]).view(1, 1, 2, 3)
+    wrong = torch.stack([text[0], text[2]]).view(1, 1, 2, 3)
+    assert dense_presence_loss(right, text, present, scale) < dense_presence_loss(wrong, text, present, scale)
+    # The loss reaches the patches: its gradient moves the wrong patch toward the named concept 1.
+    patches = wrong.clone().requires_grad_(True)
+    dense_presence_loss(patches, text, present, scale).backward()
+    assert patches.grad[0, 0, 1, 1] < 0 and patches.grad[0, 0, 1, 2] > 0
+
+
+def test_dense_weight_changes_what_the_tiny_clip_learns(project, monkeypatch):
+    monkeypatch.chdir(project)
+    weights = {}
+    for dense_weight in (0.0, 1.0):
+        params = load_params("params.yaml", {"clip.pretrain.dense_weight": dense_weight, "clip.pretrain.epochs": 1})
+        weights[dense_weight] = train_tiny_clip(params, progress=False).model.state_dict()
+    projection = "visual.proj"
+    assert not torch.allclose(weights[0.0][projection], weights[1.0][projection])
 
 
 def test_pretrain_then_evaluate(project, monkeypatch):

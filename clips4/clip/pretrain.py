@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from open_clip.model import CLIP
 from tqdm import tqdm
 
-from clips4.clip.dense import normalize_images, to_rgb_batch
+from clips4.clip.dense import dense_clip_features, normalize_images, to_rgb_batch
 from clips4.clip.loading import (
     OPENAI_MEAN,
     OPENAI_STD,
@@ -42,6 +42,7 @@ from clips4.data.layouts import open_dataset
 from clips4.data.splits import require_images
 from clips4.errors import Clips4Error
 from clips4.params import Params
+from clips4.resources import prompt_templates
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,11 @@ class TrainedClip:
     final_loss: float
 
 
-def load_images_and_captions(root: str | Path, split: str) -> tuple[torch.Tensor, list[str], list[tuple[str, ...]]]:
-    """All images of a synthetic-world split as uint8 ``[N, H, W, 3]``, with captions and class lists."""
+def load_images_and_captions(
+    root: str | Path, split: str
+) -> tuple[torch.Tensor, list[str], list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """All images of a synthetic-world split as uint8 ``[N, H, W, 3]``, with captions, the named classes each
+    caption names, and every concept it names (named classes and unnamed concepts alike)."""
     dataset = open_dataset("synth", root, split)
     require_images("synth", dataset, split)
     missing = [i for i in dataset.ids if i not in dataset.captions]
@@ -67,7 +71,8 @@ def load_images_and_captions(root: str | Path, split: str) -> tuple[torch.Tensor
     images = np.stack([dataset.read_image(i) for i in tqdm(range(len(dataset)), desc=f"read {split}", leave=False)])
     captions = [dataset.captions[i]["caption"] for i in dataset.ids]
     classes = [tuple(dataset.captions[i]["classes"]) for i in dataset.ids]
-    return torch.from_numpy(images), captions, classes
+    concepts = [classes[k] + tuple(dataset.captions[i].get("unnamed", ())) for k, i in enumerate(dataset.ids)]
+    return torch.from_numpy(images), captions, classes, concepts
 
 
 def contrastive_loss(
@@ -77,6 +82,22 @@ def contrastive_loss(
     logits = logit_scale.exp().clamp(max=100) * image_features @ text_features.T
     targets = torch.arange(len(logits), device=logits.device)
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
+
+def dense_presence_loss(
+    dense: torch.Tensor, concept_text: torch.Tensor, present: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """Multiple-instance loss tying each patch to the text of what it shows, from image-level captions only.
+
+    ``dense`` ``[B, h, w, D]`` are MaskCLIP read-outs (unit), ``concept_text`` ``[C, D]`` the unit text of every
+    concept the captions name, ``present`` ``[B, C]`` which of them each image's caption names. Each patch takes a
+    softmax over the concepts (the argmax MaskCLIP segments by); a concept's presence in an image is its highest
+    patch probability, scored by binary cross-entropy against the caption. A named concept must win some patch and
+    an absent one none, so the patches that win it are the ones that look like it.
+    """
+    logits = logit_scale.exp().clamp(max=100) * dense.flatten(1, 2) @ concept_text.T  # [B, P, C]
+    presence = logits.softmax(-1).amax(1).clamp(1e-6, 1 - 1e-6)  # [B, C]
+    return F.binary_cross_entropy(presence, present.float())
 
 
 def _learning_rate(step: int, total: int, warmup: int, base: float) -> float:
@@ -120,8 +141,11 @@ def train_tiny_clip(params: Params, progress: bool = True) -> TrainedClip:
     training_config = {**config, "vision_cfg": {**config["vision_cfg"], "patch_dropout": settings.patch_dropout}}
     model = build_model(training_config).train()
     tokenizer = tokenizer_for(config)
-    images, captions, _ = load_images_and_captions(params.dataset.root, params.dataset.train_split)
+    images, captions, _, concepts = load_images_and_captions(params.dataset.root, params.dataset.train_split)
     tokens = tokenizer(captions)
+    vocabulary = sorted({name for names in concepts for name in names})
+    present = torch.tensor([[name in names for name in vocabulary] for names in concepts])
+    templates = prompt_templates()
     batch_size = min(settings.batch_size, len(images))
     steps_per_epoch = len(images) // batch_size
     total_steps = steps_per_epoch * settings.epochs
@@ -148,6 +172,15 @@ def train_tiny_clip(params: Params, progress: bool = True) -> TrainedClip:
                 group["lr"] = _learning_rate(step, total_steps, settings.warmup_steps, settings.lr)
             image_features, text_features, logit_scale = model(batch, tokens[index])[:3]
             loss = contrastive_loss(image_features, text_features, logit_scale)
+            if settings.dense_weight > 0:
+                # One template a step, drawn from the 85 that segmentation prompts with, for all concepts.
+                template = templates[int(torch.randint(len(templates), (1,), generator=generator))]
+                prompts = tokenizer([template.format(name) for name in vocabulary])
+                concept_text = F.normalize(model.encode_text(prompts), dim=-1)
+                first = slice(0, settings.dense_images)
+                dense = dense_clip_features(model, batch[first])
+                dense_loss = dense_presence_loss(dense, concept_text, present[index[first]], logit_scale)
+                loss = loss + settings.dense_weight * dense_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

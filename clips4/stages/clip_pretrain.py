@@ -45,7 +45,7 @@ def _train(params: Params, checkpoint: Path) -> PretrainResult:
     sha = save_clip_checkpoint(checkpoint, trained.model, params.clip.model, trained.config)
     loaded = LoadedClip(trained.model, tokenizer_for(trained.config), params.clip.model, str(checkpoint), sha)
     split = params.dataset.selection_split  # a record that may guide choices: never the reported split
-    val_images, _, val_classes = load_images_and_captions(params.dataset.root, split)
+    val_images, _, val_classes, _ = load_images_and_captions(params.dataset.root, split)
     class_names = list(open_dataset("synth", params.dataset.root, split).class_names)
     return PretrainResult(
         model_name=params.clip.model,
